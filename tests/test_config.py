@@ -1,0 +1,62 @@
+"""Config: profiles, invalid values named at construction, the cache-relevant fields."""
+
+import pytest
+
+from w2s_deception.config import Config, ConfigError, get_config
+
+
+def test_profiles_and_defaults():
+    cpu = get_config("cpu")
+    assert cpu.rungs == ("nano", "micro", "mini", "smol") and cpu.seeds == (0, 1, 2)
+    assert cpu.threshold == 0.75 and cpu.alpha == 0.5
+    smoke = get_config("smoke")
+    assert len(smoke.rungs) == 3 and smoke.n_pairs == 300
+    paper = get_config("paper")
+    assert paper.rung("gpt2-xl").hub_id == "openai-community/gpt2-xl" and paper.finetune == "full"
+
+
+def test_env_selects_profile(monkeypatch):
+    monkeypatch.setenv("W2S_PROFILE", "smoke")
+    assert get_config().profile == "smoke"
+
+
+def test_pairs_are_weak_below_strong():
+    cfg = get_config("smoke")
+    assert cfg.pairs() == [("s-nano", "s-micro"), ("s-nano", "s-mini"), ("s-micro", "s-mini")]
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"profile": "gpu"}, "profile"),
+        ({"rungs": ("nano", "gpt5")}, "rungs"),
+        ({"threshold": 0.5}, "threshold"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": 1.2}, "threshold"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"seeds": ()}, "seeds"),
+        ({"finetune": "qlora"}, "finetune"),
+    ],
+)
+def test_invalid_values_fail_naming_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=f"invalid {field}="):
+        Config(**kwargs)
+
+
+def test_threshold_just_inside_the_interval_is_accepted():
+    assert Config(threshold=0.5001).threshold == 0.5001
+    assert Config(threshold=0.9999).threshold == 0.9999
+
+
+def test_unknown_override_and_rung_lookup():
+    with pytest.raises(ConfigError, match="invalid parameter='T'"):
+        get_config("cpu", T=0.8)
+    with pytest.raises(ConfigError, match="invalid rung='gpt2'"):
+        get_config("cpu").rung("gpt2")
+
+
+def test_training_spec_drops_presentational_fields():
+    a, b = get_config("cpu"), get_config("cpu", threshold=0.8, seeds=(5,), runs_dir="/tmp/x")
+    assert a.training_spec() == b.training_spec()
+    assert a.training_spec() != get_config("cpu", lr=0.5).training_spec()
