@@ -1,0 +1,293 @@
+"""Run cache: one folder per trained model holding its per-pair results and a JSON record.
+
+An entry lives at `<root>/<kind>/<run_key(spec)>/` and holds `results.parquet`, any files
+the computation wrote (e.g. weights) and, written last, `record.json` with the spec, timing
+and a sha256 of every file. Entries are built in a temp folder and renamed into place, so a
+killed run never leaves a half-written entry; corrupt entries are moved aside, not served.
+
+CLI: `python -m w2s_deception.cache {list,verify} [--runs-dir DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNS_DIR_ENV = "W2S_RUNS_DIR"
+RESULTS = "results.parquet"
+RECORD = "record.json"
+RESERVED = ("kind", "key", "spec", "created", "wall_seconds", "files")
+LIST_COLUMNS = ["kind", "key", "created", "wall_seconds", "n_rows", "ok"]
+
+
+class CacheError(RuntimeError):
+    """A cache problem: unusable runs folder, missing or corrupt entry."""
+
+
+def default_runs_dir() -> Path:
+    """Return $W2S_RUNS_DIR, else `<repo root>/runs`."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or REPO_ROOT / "runs")
+
+
+def code_version(modules: Iterable[str], package: str = __package__) -> str:
+    """Hash (12 hex) the source of the named package modules, so result-determining code edits change keys."""
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(f"{package}.{name}")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no module {package}.{name} to hash")
+        digest.update(f"{name}\0".encode() + Path(spec.origin).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def _jsonable(value: object) -> str | int | float | bool:
+    """Encode the non-JSON values a spec or record may hold: paths as str, numpy scalars as Python ones."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot put {type(value).__name__} {value!r} in a run spec or record; use JSON types or Path")
+
+
+def _canonical(value: object) -> str:
+    """Return the canonical JSON text of `value` (sorted keys, compact, Paths as str, tuples as lists)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+
+
+def run_key(spec: Mapping) -> str:
+    """Hash (16 hex) the canonical JSON of everything that determines a run's result."""
+    return hashlib.sha256(_canonical(dict(spec)).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    """Return the sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A complete cache entry: its folder and its record."""
+
+    path: Path
+    record: dict
+
+    @cached_property
+    def results(self) -> pd.DataFrame:
+        """The per-pair results table."""
+        return pd.read_parquet(self.path / RESULTS)
+
+    def file(self, name: str) -> Path:
+        """Return the path of a file stored in this entry, raising CacheError if absent."""
+        path = self.path / name
+        if not path.exists():
+            raise CacheError(f"entry {self.path} has no file {name!r}")
+        return path
+
+
+def verify(entry: Entry) -> list[str]:
+    """List problems of an entry: wrong key, missing files, hash mismatches (empty if sound)."""
+    files = entry.record.get("files", {})
+    problems = [] if RESULTS in files else [f"record lists no {RESULTS}"]
+    if entry.record.get("key") != entry.path.name:
+        problems.append(f"record key {entry.record.get('key')!r} does not match folder name")
+    for name, digest in files.items():
+        path = entry.path / name
+        if not path.is_file():
+            problems.append(f"missing file {name}")
+        elif _sha256(path) != digest:
+            problems.append(f"hash mismatch {name}")
+    return problems
+
+
+def _open(path: Path) -> tuple[Entry | None, list[str]]:
+    """Read the entry at `path` and return it with its problems (None if the record is unreadable)."""
+    try:
+        record = json.loads((path / RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return None, [f"unreadable {RECORD}: {exc}"]
+    entry = Entry(path, record)
+    return entry, verify(entry)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Tell whether process `pid` still runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunCache:
+    """Entries under `root/<kind>/<key>`, computed once and verified on every read."""
+
+    def __init__(self, root: str | Path):
+        """Create (if needed) and check the runs folder `root` is writable."""
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.root).close()
+        except OSError as exc:
+            raise CacheError(
+                f"runs folder {self.root} is not a writable folder ({exc}); "
+                f"choose another with --runs-dir or {RUNS_DIR_ENV}"
+            ) from exc
+
+    def path(self, kind: str, key: str) -> Path:
+        """Return the folder of entry `key` of `kind`."""
+        return self.root / kind / key
+
+    def has(self, kind: str, spec: Mapping) -> bool:
+        """Tell whether a complete (record written, not yet verified) entry exists for `spec`."""
+        return (self.path(kind, run_key(spec)) / RECORD).is_file()
+
+    def load(self, kind: str, spec: Mapping) -> Entry:
+        """Return the verified entry for `spec`; raise CacheError if absent or corrupt (moved aside)."""
+        path = self.path(kind, run_key(spec))
+        if not path.is_dir():
+            raise CacheError(f"no {kind} entry for this spec at {path}; compute it with get_or_compute")
+        entry, problems = _open(path)
+        if problems:
+            raise CacheError(f"corrupt {kind} entry {path} ({'; '.join(problems)}); moved to {self._move_aside(path)}")
+        return entry
+
+    def get_or_compute(
+        self, kind: str, spec: Mapping, compute: Callable[[Path], tuple[pd.DataFrame, dict]]
+    ) -> Entry:
+        """Return the entry for `spec`, calling compute(tmpdir) -> (results, extra record) only if missing or corrupt."""
+        key = run_key(spec)
+        final = self.path(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale(final.parent)
+        if final.is_dir():
+            entry, problems = _open(final)
+            if not problems:
+                return entry
+            logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
+                           kind, final, "; ".join(problems), self._move_aside(final))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=final.parent))
+        try:
+            record = self._build(tmp, kind, key, spec, compute)
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (final / RECORD).is_file():
+                raise
+            logger.info("%s entry %s was completed by another process; using it", kind, final)
+            return self.load(kind, spec)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Entry(final, record)
+
+    @staticmethod
+    def _build(tmp: Path, kind: str, key: str, spec: Mapping,
+               compute: Callable[[Path], tuple[pd.DataFrame, dict]]) -> dict:
+        """Run compute in `tmp`, then write the results table and, last, the record (returned)."""
+        start = time.perf_counter()
+        results, extra = compute(tmp)
+        wall_seconds = round(time.perf_counter() - start, 3)
+        clash = sorted(set(extra) & set(RESERVED))
+        if clash:
+            raise CacheError(f"compute returned reserved record keys {clash}; rename them")
+        results.to_parquet(tmp / RESULTS)
+        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        record = {
+            "kind": kind,
+            "key": key,
+            "spec": json.loads(_canonical(dict(spec))),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": wall_seconds,
+            "files": files,
+            **extra,
+        }
+        (tmp / RECORD).write_text(json.dumps(record, indent=2, default=_jsonable), encoding="utf-8")
+        return json.loads((tmp / RECORD).read_text(encoding="utf-8"))
+
+    @staticmethod
+    def _remove_stale(folder: Path) -> None:
+        """Delete temp folders in `folder` left by processes that no longer run."""
+        for tmp in folder.glob(".tmp-*"):
+            owner = re.fullmatch(r"\.tmp-\w+-(\d+)-\w+", tmp.name)
+            if not (owner and _pid_alive(int(owner[1]))):
+                logger.info("removing stale temp folder %s", tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _move_aside(path: Path) -> Path:
+        """Rename a corrupt entry to a hidden `.corrupt-*` sibling (kept for inspection) and return it."""
+        aside = path.with_name(f".corrupt-{path.name}-{time.time_ns()}")
+        os.replace(path, aside)
+        return aside
+
+
+def _entry_dirs(root: str | Path) -> list[Path]:
+    """Return the entry folders under `root` (hidden temp and corrupt folders excluded)."""
+    return sorted(p for p in Path(root).glob("*/*") if p.is_dir() and not p.name.startswith("."))
+
+
+def list_entries(root: str | Path) -> pd.DataFrame:
+    """Tabulate the entries under `root`: kind, key, created, wall_seconds, n_rows, ok."""
+    rows = []
+    for path in _entry_dirs(root):
+        entry, problems = _open(path)
+        record = entry.record if entry else {}
+        try:
+            n_rows = pq.ParquetFile(path / RESULTS).metadata.num_rows
+        except (OSError, ValueError):
+            n_rows = None
+        rows.append({"kind": path.parent.name, "key": path.name, "created": record.get("created"),
+                     "wall_seconds": record.get("wall_seconds"), "n_rows": n_rows, "ok": not problems})
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI: `list` prints the entries, `verify` prints problems and returns 1 if any."""
+    parser = argparse.ArgumentParser(prog="python -m w2s_deception.cache", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["list", "verify"])
+    parser.add_argument("--runs-dir", type=Path, default=None, help=f"runs folder (default ${RUNS_DIR_ENV} or {REPO_ROOT / 'runs'})")
+    args = parser.parse_args(argv)
+    root = args.runs_dir or default_runs_dir()
+    if args.command == "list":
+        table = list_entries(root)
+        print(table.to_string(index=False) if len(table) else f"no entries in {root}")
+        return 0
+    paths, bad = _entry_dirs(root), 0
+    for path in paths:
+        problems = _open(path)[1]
+        bad += bool(problems)
+        for problem in problems:
+            print(f"{path.relative_to(root)}: {problem}")
+    print(f"{bad} of {len(paths)} entries in {root} have problems")
+    return int(bad > 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Tests for w2s_deception.cache: keys, atomic entries, corruption handling and the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from w2s_deception.cache import CacheError, RunCache, code_version, list_entries, main, run_key, verify
+
+SPEC = {"model": "gpt2-s", "seed": 0, "lr": 1e-5, "data": Path("/d/hh"), "layers": (1, 2)}
+
+
+class Counter:
+    """A compute function that counts its calls and writes an extra file."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, tmpdir: Path) -> tuple[pd.DataFrame, dict]:
+        self.calls += 1
+        (tmpdir / "weights.bin").write_bytes(b"\x00\x01" * 100)
+        return pd.DataFrame({"pair_id": [0, 1, 2], "confidence": [0.2, 0.5, 0.9]}), {"accuracy": np.float32(2 / 3)}
+
+
+def test_run_key_deterministic_and_order_free() -> None:
+    key = run_key(SPEC)
+    assert len(key) == 16
+    assert key == run_key(dict(reversed(list(SPEC.items()))))
+    assert key == run_key({**SPEC, "data": "/d/hh", "layers": [1, 2]})
+    assert run_key({"seed": np.int64(3)}) == run_key({"seed": 3})
+    with pytest.raises(TypeError, match="run spec"):
+        run_key({"model": object()})
+
+
+@pytest.mark.parametrize(
+    "field, value", [("model", "gpt2-m"), ("seed", 1), ("lr", 2e-5), ("data", Path("/e")), ("layers", (1, 3))]
+)
+def test_run_key_sensitive_to_every_field(field: str, value: object) -> None:
+    assert run_key({**SPEC, field: value}) != run_key(SPEC)
+
+
+def test_run_key_sensitive_to_added_field() -> None:
+    assert run_key({**SPEC, "extra": None}) != run_key(SPEC)
+
+
+def test_code_version_tracks_module_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "fakepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text("LR = 1\n")
+    (package / "plots.py").write_text("COLOR = 'red'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    before = code_version(["train"], package="fakepkg")
+    assert before == code_version(["train", "train"], package="fakepkg")
+    (package / "plots.py").write_text("COLOR = 'blue'\n")
+    assert code_version(["train"], package="fakepkg") == before
+    (package / "train.py").write_text("LR = 2\n")
+    assert code_version(["train"], package="fakepkg") != before
+    assert len(before) == 12
+    with pytest.raises(ModuleNotFoundError):
+        code_version(["nope"], package="fakepkg")
+
+
+def test_code_version_of_this_package() -> None:
+    assert code_version(["data", "cache"]) == code_version(["cache", "data"])
+
+
+def test_get_or_compute_computes_once(tmp_path: Path) -> None:
+    cache, compute = RunCache(tmp_path / "runs"), Counter()
+    first = cache.get_or_compute("rm", SPEC, compute)
+    second = cache.get_or_compute("rm", dict(reversed(list(SPEC.items()))), compute)
+    assert compute.calls == 1
+    assert first.path == second.path == cache.path("rm", run_key(SPEC))
+    assert second.results["confidence"].tolist() == [0.2, 0.5, 0.9]
+    assert second.record["accuracy"] == pytest.approx(2 / 3)
+    assert second.record["spec"]["data"] == "/d/hh"
+    assert set(second.record["files"]) == {"results.parquet", "weights.bin"}
+    assert second.file("weights.bin").read_bytes() == b"\x00\x01" * 100
+    assert cache.has("rm", SPEC) and not cache.has("rm", {**SPEC, "seed": 9})
+    assert cache.load("rm", SPEC).record == first.record
+    assert verify(first) == []
+    with pytest.raises(CacheError):
+        first.file("missing.bin")
+
+
+def test_crash_in_compute_leaves_nothing(tmp_path: Path) -> None:
+    cache = RunCache(tmp_path)
+
+    def crash(tmpdir: Path) -> tuple[pd.DataFrame, dict]:
+        (tmpdir / "partial.bin").write_bytes(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        cache.get_or_compute("rm", SPEC, crash)
+    assert list((tmp_path / "rm").iterdir()) == []
+    assert not cache.has("rm", SPEC)
+    with pytest.raises(CacheError, match="no rm entry"):
+        cache.load("rm", SPEC)
+
+
+def test_reserved_record_key_rejected(tmp_path: Path) -> None:
+    cache = RunCache(tmp_path)
+    with pytest.raises(CacheError, match="reserved"):
+        cache.get_or_compute("rm", SPEC, lambda tmpdir: (pd.DataFrame({"a": [1]}), {"files": {}}))
+    assert list((tmp_path / "rm").iterdir()) == []
+
+
+def test_truncated_results_detected_and_recomputed(tmp_path: Path) -> None:
+    cache, compute = RunCache(tmp_path), Counter()
+    entry = cache.get_or_compute("rm", SPEC, compute)
+    parquet = entry.path / "results.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:50])
+    assert verify(entry) == ["hash mismatch results.parquet"]
+    again = cache.get_or_compute("rm", SPEC, compute)
+    assert compute.calls == 2
+    assert verify(again) == [] and len(again.results) == 3
+    assert len(list((tmp_path / "rm").glob(".corrupt-*"))) == 1
+
+
+def test_load_refuses_corrupt_entry(tmp_path: Path) -> None:
+    cache = RunCache(tmp_path)
+    entry = cache.get_or_compute("rm", SPEC, Counter())
+    (entry.path / "weights.bin").unlink()
+    with pytest.raises(CacheError, match="missing file weights.bin"):
+        cache.load("rm", SPEC)
+    assert not entry.path.exists()
+
+
+def test_stale_temp_dir_ignored_and_removed(tmp_path: Path) -> None:
+    cache, compute = RunCache(tmp_path), Counter()
+    key = run_key(SPEC)
+    stale = tmp_path / "rm" / f".tmp-{key}-999999999-abc123"  # no such pid
+    stale.mkdir(parents=True)
+    (stale / "results.parquet").write_bytes(b"junk")
+    live = tmp_path / "rm" / f".tmp-{key}-{os.getpid()}-xyz"  # a run in progress in this process
+    live.mkdir()
+    assert list_entries(tmp_path).empty
+    entry = cache.get_or_compute("rm", SPEC, compute)
+    assert compute.calls == 1 and verify(entry) == []
+    assert not stale.exists() and live.exists()
+
+
+def test_unwritable_root(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for root in (blocker, blocker / "runs"):
+        with pytest.raises(CacheError, match="W2S_RUNS_DIR") as error:
+            RunCache(root)
+        assert str(root) in str(error.value)
+
+
+def test_list_entries(tmp_path: Path) -> None:
+    cache = RunCache(tmp_path)
+    cache.get_or_compute("rm", SPEC, Counter())
+    cache.get_or_compute("simpo", {**SPEC, "seed": 1}, Counter())
+    table = list_entries(tmp_path)
+    assert table.columns.tolist() == ["kind", "key", "created", "wall_seconds", "n_rows", "ok"]
+    assert table["kind"].tolist() == ["rm", "simpo"]
+    assert table["n_rows"].tolist() == [3, 3] and table["ok"].all()
+
+
+def test_cli_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--runs-dir", str(tmp_path)]) == 0
+    assert "no entries" in capsys.readouterr().out
+    entry = RunCache(tmp_path).get_or_compute("rm", SPEC, Counter())
+    assert main(["list", "--runs-dir", str(tmp_path)]) == 0
+    assert entry.path.name in capsys.readouterr().out
+    assert main(["verify", "--runs-dir", str(tmp_path)]) == 0
+    (entry.path / "record.json").write_text("{truncated")
+    assert main(["verify", "--runs-dir", str(tmp_path)]) == 1
+    assert "unreadable record.json" in capsys.readouterr().out
+
+
+def test_cli_module_entry_point(tmp_path: Path) -> None:
+    RunCache(tmp_path).get_or_compute("rm", SPEC, Counter())
+    (tmp_path / "rm" / run_key(SPEC) / "weights.bin").write_bytes(b"tampered")
+    env = {**os.environ, "W2S_RUNS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "w2s_deception.cache", "verify"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1
+    assert "hash mismatch weights.bin" in done.stdout
