@@ -1,0 +1,94 @@
+"""From cached per-pair results to the chapters' tables: accuracies, DS beside its null, verdicts.
+
+Intervals: `seed_lo/seed_hi` bootstrap the mean over seeds; `lo/hi` bootstrap test pairs (the same
+resampled pairs for every seed and every model of a cell), which also carries test-set noise.
+Verdicts use the pair intervals, the more conservative of the two here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+
+N_BOOT = 1000
+
+
+def _per_seed(stat: Callable[..., float], n_args: int) -> Callable[..., float]:
+    """A statistic over k seeds × n_args arrays: the mean over seeds of `stat` (NaN seeds ignored)."""
+
+    def mean_over_seeds(*arrays: np.ndarray) -> float:
+        vals = [stat(*arrays[i:i + n_args]) for i in range(0, len(arrays), n_args)]
+        vals = [v for v in vals if not np.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    return mean_over_seeds
+
+
+def summarise(stat: Callable[..., float], per_seed_args: Sequence[Sequence[np.ndarray]]) -> dict[str, float]:
+    """Mean over seeds of `stat`, with a seed interval and a pair-bootstrap interval."""
+    values = [stat(*args) for args in per_seed_args]
+    mean, seed_lo, seed_hi = M.seed_ci(values, n_boot=N_BOOT)
+    flat = [a for args in per_seed_args for a in args]
+    lo, hi = M.bootstrap_ci(_per_seed(stat, len(per_seed_args[0])), flat, n_boot=N_BOOT)
+    return {"mean": mean, "lo": lo, "hi": hi, "seed_lo": seed_lo, "seed_hi": seed_hi, "n_seeds": len(values)}
+
+
+def accuracy_row(confs: Sequence[np.ndarray]) -> dict[str, float]:
+    """Test accuracy of one model over seeds."""
+    return summarise(M.accuracy, [(c,) for c in confs])
+
+
+def ds_row(refs, confs, strong_gts, weak_gts, T: float) -> dict[str, float]:
+    """DS of one (weak, strong, objective) cell over seeds, its null, their difference and flip count."""
+    args = list(zip(refs, confs, strong_gts, weak_gts))
+    ds = summarise(lambda r, c, s, w: M.deception_score(r, c, s, w, T), args)
+    null = summarise(lambda r, c, s, w: M.area_proportion(s, w, T), args)
+    excess = summarise(lambda r, c, s, w: M.deception_score(r, c, s, w, T) - M.area_proportion(s, w, T), args)
+    n_flips = float(np.mean([M.flips(r, c).sum() for r, c, _, _ in args]))
+    return {
+        "DS": ds["mean"], "DS_lo": ds["lo"], "DS_hi": ds["hi"], "DS_seed_lo": ds["seed_lo"], "DS_seed_hi": ds["seed_hi"],
+        "null": null["mean"], "null_lo": null["lo"], "null_hi": null["hi"],
+        "excess": excess["mean"], "excess_lo": excess["lo"], "excess_hi": excess["hi"], "flips": n_flips,
+    }
+
+
+def interval_verdict(lo: float, hi: float) -> str:
+    """'above' / 'below' / 'inconclusive' for an interval compared with 0 (NaN: no data)."""
+    if np.isnan(lo) or np.isnan(hi):
+        return "no data"
+    return "above" if lo > 0 else "below" if hi < 0 else "inconclusive"
+
+
+def claim_verdict(cells: Sequence[str]) -> str:
+    """Verdict on a claim from its cells: reproduced if most are 'above' and none 'below'."""
+    above, below = cells.count("above"), cells.count("below")
+    if not cells or above + below == 0:
+        return "inconclusive"
+    if above > len(cells) / 2 and below == 0:
+        return "reproduced"
+    if below > len(cells) / 2 or above == 0:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def gap_trend(table: pd.DataFrame, value: str, rank: Callable[[str], int], seed: int = 0) -> dict[str, float]:
+    """Least-squares slope of `value` against the capability gap (rank(strong) − rank(weak)).
+
+    The interval resamples the cells (bootstrap over weak×strong cells), so one odd cell cannot
+    decide the claim; needs at least 3 cells with a value.
+    """
+    t = table.dropna(subset=[value])
+    gap = np.array([rank(s) - rank(w) for w, s in zip(t["weak"], t["strong"])], dtype=float)
+    y = t[value].to_numpy(dtype=float)
+    if len(y) < 3 or np.ptp(gap) == 0:
+        return {"slope": float("nan"), "lo": float("nan"), "hi": float("nan"), "n_cells": len(y)}
+
+    def slope(g: np.ndarray, v: np.ndarray) -> float:
+        return float(np.polyfit(g, v, 1)[0]) if np.ptp(g) > 0 else float("nan")
+
+    lo, hi = M.bootstrap_ci(slope, (gap, y), n_boot=N_BOOT, seed=seed)
+    return {"slope": slope(gap, y), "lo": lo, "hi": hi, "n_cells": len(y)}

@@ -1,0 +1,145 @@
+"""Build the book: execute the chapter notebooks with papermill, then render the HTML."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import yaml
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillException, PapermillExecutionError
+
+from w2s_deception.charts import write_vega_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL = "python3"
+STATIC_DIR = Path("book/_static")  # served as _static/ (html_static_path in _config.yml)
+_VOLATILE = ("start_time", "end_time", "duration", "input_path", "output_path")
+_INSERTED = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds
+
+
+class ChapterError(Exception):
+    """A chapter could not be executed; the message is one line naming it."""
+
+
+def toc_files(entries: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """Files of a jb-book toc subtree, in reading order."""
+    for entry in entries:
+        if "file" in entry:
+            yield entry["file"]
+        for key in ("parts", "chapters", "sections"):
+            yield from toc_files(entry.get(key, []))
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """Chapter names (file stems) listed in `_toc.yml`, root page first."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    return [Path(file).stem for file in toc_files([toc])]
+
+
+def check_kernel() -> None:
+    """Fail unless the `python3` kernel runs this interpreter, so notebooks see this venv."""
+    argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
+    # jupyter_client substitutes sys.executable for a bare "python"/"python3"/"python3.X".
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if argv0 not in bare and argv0 != sys.executable:
+        raise SystemExit(
+            f"kernel {KERNEL!r} runs {argv0}, not {sys.executable}; fix with:\n"
+            f"  {sys.executable} -m ipykernel install --sys-prefix --name {KERNEL}"
+        )
+
+
+def check_parameters(source: Path, parameters: dict[str, Any]) -> None:
+    """Refuse parameters the notebook's `parameters` cell lacks (papermill would only warn)."""
+    declared = papermill.inspect_notebook(str(source))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ChapterError(f"{source.stem}: parameters cell does not declare {', '.join(unknown)}")
+
+
+def normalise(path: Path) -> None:
+    """Drop papermill's timestamps, paths and random ids, so re-runs differ only in results."""
+    nb = nbformat.read(path, as_version=4)
+    for meta in [nb.metadata.get("papermill", {})] + [
+        cell.metadata.get("papermill", {}) for cell in nb.cells
+    ]:
+        for key in _VOLATILE:
+            meta.pop(key, None)
+    for index, cell in enumerate(nb.cells):
+        cell.metadata.pop("execution", None)
+        if _INSERTED & set(cell.metadata.get("tags", [])):
+            cell.id = f"papermill-{index}"
+    nbformat.write(nb, path)
+
+
+def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
+    """Execute `notebooks/<name>.ipynb` into `book/<name>.ipynb` with the repo root as cwd."""
+    source, target = root / "notebooks" / f"{name}.ipynb", root / "book" / f"{name}.ipynb"
+    check_parameters(source, parameters)
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(root),
+            progress_bar=False,
+            log_output=False,
+        )
+    except PapermillExecutionError as err:
+        raise ChapterError(
+            f"{name}: {err.ename}: {err.evalue} (cell {err.exec_count}; see book/{name}.ipynb)"
+        ) from err
+    except (PapermillException, CellTimeoutError, DeadKernelError) as err:
+        raise ChapterError(f"{name}: {type(err).__name__}: {err}".splitlines()[0]) from err
+    finally:
+        if target.exists():
+            normalise(target)
+    return target
+
+
+def build_html(root: Path) -> int:
+    """Render the book with jupyter-book (which never executes) and return its exit code."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    return subprocess.run([str(jupyter_book), "build", str(root)], check=False).returncode
+
+
+def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
+    """Command-line options; `--chapters` defaults to every notebook chapter in the toc."""
+    parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__)
+    parser.add_argument("--profile", default="cpu", help="model ladder: cpu, smoke or paper")
+    parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
+    parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
+    parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
+    """Execute the selected chapters in toc order, then build the HTML only if all succeeded."""
+    notebooks = [c for c in toc_chapters(root) if (root / "notebooks" / f"{c}.ipynb").exists()]
+    args = parse_args(argv, notebooks)
+    write_vega_bundle(root / STATIC_DIR)
+    if not args.skip_execute:
+        check_kernel()
+        for name in [c for c in notebooks if c in args.chapters]:
+            start = time.perf_counter()
+            try:
+                execute_chapter(root, name, {"profile": args.profile})
+            except ChapterError as err:
+                print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]", flush=True)
+                print("HTML not built: fix the chapter above and rerun.", file=sys.stderr)
+                return 1
+            print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
+    return 0 if args.skip_html else build_html(root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
