@@ -92,3 +92,52 @@ def gap_trend(table: pd.DataFrame, value: str, rank: Callable[[str], int], seed:
 
     lo, hi = M.bootstrap_ci(slope, (gap, y), n_boot=N_BOOT, seed=seed)
     return {"slope": slope(gap, y), "lo": lo, "hi": hi, "n_cells": len(y)}
+
+
+def _confs(long: pd.DataFrame, model: str, weak: str, strong: str) -> list[np.ndarray]:
+    """Test confidences of one model, one array per seed (pairs ordered by id)."""
+    sel = long[(long["model"] == model) & (long["weak"] == weak) & (long["strong"] == strong)]
+    return [g.sort_values("pair_id")["confidence"].to_numpy() for _, g in sel.groupby("seed", sort=True)]
+
+
+def accuracy_table(long: pd.DataFrame, pairs: Sequence[tuple[str, str]], objectives: Sequence[str]) -> pd.DataFrame:
+    """Fig. 4's numbers: weak GT, strong ceiling and every W2S student of each weak×strong pair, with PGR."""
+    rows = []
+    for weak, strong in pairs:
+        weak_acc = accuracy_row(_confs(long, "gt", weak, weak))
+        ceiling = accuracy_row(_confs(long, "gt", strong, strong))
+        rows.append({"weak": weak, "strong": strong, "model": "weak", **weak_acc})
+        rows.append({"weak": weak, "strong": strong, "model": "strong ceiling", **ceiling})
+        for obj in objectives:
+            acc = accuracy_row(_confs(long, obj, weak, strong))
+            pgr = M.performance_gap_recovered(acc["mean"], weak_acc["mean"], ceiling["mean"])
+            rows.append({"weak": weak, "strong": strong, "model": f"W2S {obj}", **acc, "PGR": pgr})
+    return pd.DataFrame(rows)
+
+
+def ds_table(long: pd.DataFrame, pairs: Sequence[tuple[str, str]], objectives: Sequence[str], T: float,
+             reference: str = "no_conflict") -> pd.DataFrame:
+    """DS of each W2S objective against a reference model, beside the area-proportion null.
+
+    `reference="no_conflict"` gives Eq. 8's DS (Fig. 5); `reference="gt"` gives the absolute DS of
+    App. K (Fig. 6), with the strong ceiling as the reference.
+    """
+    rows = []
+    for weak, strong in pairs:
+        s_gt, w_gt = _confs(long, "gt", strong, strong), _confs(long, "gt", weak, weak)
+        ref = s_gt if reference == "gt" else _confs(long, reference, weak, strong)
+        for obj in objectives:
+            row = ds_row(ref, _confs(long, obj, weak, strong), s_gt, w_gt, T)
+            rows.append({"weak": weak, "strong": strong, "objective": obj, **row,
+                         "vs_null": interval_verdict(row["excess_lo"], row["excess_hi"])})
+    return pd.DataFrame(rows)
+
+
+def rung_table(long: pd.DataFrame, rungs: Sequence[str], T: float) -> pd.DataFrame:
+    """GT test accuracy of each rung with intervals, and the share of test pairs it knows (M ≥ T)."""
+    rows = []
+    for rung in rungs:
+        confs = _confs(long, "gt", rung, rung)
+        known = float(np.mean([M.known(c, T).mean() for c in confs]))
+        rows.append({"rung": rung, **accuracy_row(confs), "known_share": known})
+    return pd.DataFrame(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -106,6 +107,32 @@ def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
     return target
 
 
+def prepare_chapter(name: str, profile: str) -> None:
+    """Run a chapter's trainings here first, so the terminal shows progress bars and the notebook
+    (which calls the same function) only reads the warm cache."""
+    from w2s_deception.config import get_config
+    from w2s_deception.experiments import CHAPTER_RUNS, open_cache
+
+    if name in CHAPTER_RUNS:
+        cfg = get_config(profile)
+        CHAPTER_RUNS[name](cfg, open_cache(cfg))
+
+
+def store_test_outputs(root: Path, names: Sequence[str]) -> None:
+    """Execute `notebooks/<name>.ipynb` in place under the smoke profile: the outputs nbval checks."""
+    os.environ["W2S_PROFILE"] = "smoke"  # read by each notebook's parameters cell
+    for name in names:
+        path = root / "notebooks" / f"{name}.ipynb"
+        papermill.execute_notebook(str(path), str(path), kernel_name=KERNEL, cwd=str(root), progress_bar=False)
+        normalise(path)
+        nb = nbformat.read(path, as_version=4)
+        nb.metadata.pop("papermill", None)
+        for cell in nb.cells:
+            cell.metadata.pop("papermill", None)
+        nbformat.write(nb, path)
+        print(f"stored smoke outputs of {name}", flush=True)
+
+
 def build_html(root: Path) -> int:
     """Render the book with jupyter-book (which never executes) and return its exit code."""
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
@@ -119,6 +146,8 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
     parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
+    parser.add_argument("--store-test-outputs", action="store_true",
+                        help="re-execute notebooks/ in place with the smoke profile (the outputs nbval compares)")
     return parser.parse_args(argv)
 
 
@@ -126,11 +155,19 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     """Execute the selected chapters in toc order, then build the HTML only if all succeeded."""
     notebooks = [c for c in toc_chapters(root) if (root / "notebooks" / f"{c}.ipynb").exists()]
     args = parse_args(argv, notebooks)
+    if args.store_test_outputs:
+        store_test_outputs(root, args.chapters)
+        return 0
     write_vega_bundle(root / STATIC_DIR)
     if not args.skip_execute:
         check_kernel()
         for name in [c for c in notebooks if c in args.chapters]:
             start = time.perf_counter()
+            try:
+                prepare_chapter(name, args.profile)
+            except Exception as err:  # the notebook meets the same error and records it visibly
+                print(f"{name}: training failed ({type(err).__name__}: {err}); executing the notebook "
+                      "to record the error", flush=True)
             try:
                 execute_chapter(root, name, {"profile": args.profile})
             except ChapterError as err:

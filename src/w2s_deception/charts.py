@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import pandas as pd
 
 # ---------------------------------------------------------------------------
 # Display: embed charts in the built book without a CDN.
@@ -90,3 +91,79 @@ def show(chart: alt.TopLevelMixin) -> ChartDisplay:
         bundle=VEGA_BUNDLE,
     )
     return ChartDisplay(html=html, text=text)
+
+
+# ---------------------------------------------------------------------------
+# Figure builders: each takes a table from `analysis` and returns an Altair chart
+# whose tooltips show the numbers behind every mark.
+# ---------------------------------------------------------------------------
+
+_FMT = ".3f"
+
+
+def _interval_marks(base: alt.Chart, x: str, y: str, color: str, tooltip: list) -> alt.LayerChart:
+    """Points at `y` with error bars from `lo` to `hi`, coloured and offset by `color`."""
+    enc = dict(x=alt.X(f"{x}:N", title=None), xOffset=alt.XOffset(f"{color}:N"),
+               color=alt.Color(f"{color}:N"), tooltip=tooltip)
+    points = base.mark_point(filled=True, size=60).encode(y=alt.Y(f"{y}:Q"), **enc)
+    bars = base.mark_rule().encode(y="lo:Q", y2="hi:Q", **enc)
+    return bars + points
+
+
+def ladder_chart(rungs: pd.DataFrame, baselines: dict[str, float]) -> alt.LayerChart:
+    """GT test accuracy per rung (95 % intervals) against surface-feature baselines."""
+    tips = [alt.Tooltip("rung:N"), alt.Tooltip("mean:Q", format=_FMT, title="accuracy"),
+            alt.Tooltip("lo:Q", format=_FMT), alt.Tooltip("hi:Q", format=_FMT),
+            alt.Tooltip("known_share:Q", format=".2f", title="share known (M ≥ T)")]
+    base = alt.Chart(rungs)
+    order = list(rungs["rung"])
+    x = alt.X("rung:N", sort=order, title="rung (weak → strong)")
+    marks = base.mark_rule().encode(x=x, y="lo:Q", y2="hi:Q", tooltip=tips) + base.mark_point(
+        filled=True, size=80).encode(x=x, y=alt.Y("mean:Q", title="GT reward-model test accuracy",
+                                                  scale=alt.Scale(zero=False)), tooltip=tips)
+    ref = alt.Chart(pd.DataFrame({"baseline": list(baselines), "accuracy": list(baselines.values())}))
+    rules = ref.mark_rule(strokeDash=[4, 4]).encode(
+        y="accuracy:Q", color=alt.Color("baseline:N", title="baseline"),
+        tooltip=["baseline:N", alt.Tooltip("accuracy:Q", format=_FMT)])
+    return (marks + rules).properties(title="The CPU ladder: ground-truth RM accuracy per rung", width=360)
+
+
+def accuracy_chart(acc: pd.DataFrame, title: str) -> alt.FacetChart:
+    """Fig. 4/10 style: weak, strong ceiling and W2S accuracies for each weak×strong pair."""
+    data = acc.assign(pair=acc["weak"] + " → " + acc["strong"])
+    tips = ["pair:N", "model:N", alt.Tooltip("mean:Q", format=_FMT, title="accuracy"),
+            alt.Tooltip("lo:Q", format=_FMT), alt.Tooltip("hi:Q", format=_FMT)]
+    if "PGR" in data:
+        tips.append(alt.Tooltip("PGR:Q", format=".2f"))
+    layer = _interval_marks(alt.Chart(), "model", "mean", "model", tips)
+    return alt.layer(layer, data=data).properties(width=170, height=180).facet(
+        facet=alt.Facet("pair:N", title=None, sort=list(dict.fromkeys(data["pair"]))), columns=3
+    ).resolve_scale(y="shared").properties(title=title)
+
+
+def ds_chart(ds: pd.DataFrame, title: str) -> alt.FacetChart:
+    """Fig. 5/7 style: DS per strong rung for each weak rung, with the area-proportion null as grey."""
+    rows = []
+    for _, r in ds.iterrows():
+        common = {"weak": f"weak = {r['weak']}", "strong": r["strong"], "flips": r["flips"],
+                  "verdict vs null": r["vs_null"]}
+        rows.append({**common, "series": f"DS {r['objective']}", "value": r["DS"], "lo": r["DS_lo"], "hi": r["DS_hi"]})
+        rows.append({**common, "series": f"null {r['objective']}", "value": r["null"], "lo": r["null_lo"],
+                     "hi": r["null_hi"]})
+    data = pd.DataFrame(rows)
+    tips = ["weak:N", "strong:N", "series:N", alt.Tooltip("value:Q", format=_FMT), alt.Tooltip("lo:Q", format=_FMT),
+            alt.Tooltip("hi:Q", format=_FMT), alt.Tooltip("flips:Q", format=".0f", title="flips (mean)"),
+            "verdict vs null:N"]
+    objectives = list(dict.fromkeys(ds["objective"]))
+    series = [f"DS {o}" for o in objectives] + [f"null {o}" for o in objectives]
+    colours = {"explicit": "#d62728", "implicit": "#1f77b4", "no_conflict": "#2ca02c", "adaptive": "#9467bd"}
+    palette = [colours.get(o, "#8c564b") for o in objectives] + ["#bbbbbb", "#888888", "#555555", "#333333"][
+        :len(objectives)]
+    enc = dict(x=alt.X("strong:N", title="strong rung"), xOffset=alt.XOffset("series:N", sort=series),
+               color=alt.Color("series:N", sort=series, scale=alt.Scale(domain=series, range=palette)),
+               tooltip=tips)
+    base = alt.Chart()
+    layer = base.mark_rule().encode(y="lo:Q", y2="hi:Q", **enc) + base.mark_point(filled=True, size=60).encode(
+        y=alt.Y("value:Q", title="deception score / null"), **enc)
+    return alt.layer(layer, data=data).properties(width=200, height=200).facet(
+        column=alt.Column("weak:N", title=None)).properties(title=title)

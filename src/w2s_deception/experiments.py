@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from .cache import Entry, RunCache
 from .config import Config, ConfigError
-from .data import encode_pair, load_pairs
-from .ladder import data_fingerprint, load_trunk, truncate_layers
+from .features import feature_entry
+from .ladder import data_fingerprint
 from .metrics import sigmoid
 from .models import RewardModel
 from .train import PairExamples, predict_margins, train_reward_model
@@ -30,51 +30,10 @@ def open_cache(cfg: Config) -> RunCache:
     return RunCache(cfg.runs_dir or default_runs_dir())
 
 
-def _split_name(split: str) -> str:
-    return "hh-helpful/train" if split == "helpful" else f"hh-harmless/{split}"
-
-
-def _limit(cfg: Config, split: str) -> int | None:
-    return cfg.n_helpful if split == "helpful" else cfg.n_pairs
-
-
 def _base_spec(cfg: Config) -> dict:
     from .cache import code_version
 
     return {"train": cfg.training_spec(), "data": data_fingerprint(cfg.data_dir), "code": code_version(RESULT_MODULES)}
-
-
-def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
-    """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning)."""
-    spec = {"rung": cfg.rung(rung).__dict__, "split": split, "limit": _limit(cfg, split),
-            "max_length": cfg.max_length, "data": data_fingerprint(cfg.data_dir),
-            "code": _base_spec(cfg)["code"]}
-
-    def compute(tmp):
-        pairs = load_pairs(_split_name(split), cfg.data_dir, limit=_limit(cfg, split))
-        trunk, tok = load_trunk(cfg, cfg.rung(rung), cache)
-        model = RewardModel(trunk.config.hidden_size, truncate_layers(trunk, cfg.rung(rung).feature_layer)).eval()
-        seqs = [encode_pair(tok, p, r, cfg.max_length)[0]
-                for p, c, rj in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]) for r in (c, rj)]
-        feats = _features(model, seqs, tok.pad_token_id, desc=f"features {rung}/{split}")
-        np.save(tmp / "features.npy", feats.reshape(len(pairs), 2, -1))
-        return pd.DataFrame({"pair_id": pairs["pair_id"]}), {"hidden_size": int(feats.shape[-1])}
-
-    return cache.get_or_compute("features", spec, compute)
-
-
-@torch.no_grad()
-def _features(model: RewardModel, seqs: list[list[int]], pad_id: int, desc: str, batch: int = 32) -> np.ndarray:
-    """Features of every sequence, batched by length so little compute is spent on padding."""
-    from .data import pad_batch
-
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = np.zeros((len(seqs), model.head.in_features), dtype=np.float32)
-    for start in tqdm(range(0, len(seqs), batch), desc=desc, leave=False):
-        idx = order[start:start + batch]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id, side="right")
-        out[idx] = model.features(ids, mask).float().numpy()
-    return out
 
 
 def _examples(cfg: Config, rung: str, split: str, cache: RunCache, target: np.ndarray | None = None) -> PairExamples:
@@ -149,3 +108,26 @@ def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, ca
 def test_confidences(entry: Entry) -> np.ndarray:
     """Test-split confidences of a run, ordered by pair id."""
     return teacher_labels(entry, "test")
+
+
+def run_rm_matrix(cfg: Config, cache: RunCache,
+                  objectives: tuple[str, ...] = ("no_conflict", "explicit", "implicit")) -> pd.DataFrame:
+    """Every run of the reward-modeling chapter; returns test confidences in long form.
+
+    Columns: model ("gt" or the W2S objective), weak, strong, seed, pair_id, confidence. GT rows
+    have weak == strong == the rung.
+    """
+    frames = []
+    jobs = [("gt", r, r, s) for r in cfg.rungs for s in cfg.seeds]
+    jobs += [(o, w, st, s) for w, st in cfg.pairs() for o in objectives for s in cfg.seeds]
+    for model, weak, strong, seed in tqdm(jobs, desc="reward-model runs", disable=None):
+        entry = gt_entry(cfg, weak, seed, cache) if model == "gt" else w2s_entry(cfg, weak, strong, model, seed, cache)
+        res = entry.results
+        res = res[res["split"] == "test"].sort_values("pair_id")
+        frames.append(pd.DataFrame({"model": model, "weak": weak, "strong": strong, "seed": seed,
+                                    "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+CHAPTER_RUNS = {"reward_modeling": run_rm_matrix}
+"""The trainings each chapter needs, by notebook name (the book runs them before executing it)."""

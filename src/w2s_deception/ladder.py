@@ -101,7 +101,7 @@ def pretrain_entry(cfg: Config, rung: Rung, cache: RunCache):
             opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
         gen = torch.Generator().manual_seed(0)
         losses = []
-        bar = tqdm(range(steps), desc=f"pre-train {rung.name}", leave=False)
+        bar = tqdm(range(steps), desc=f"pre-train {rung.name}", leave=False, disable=None)
         for step in bar:
             idx = torch.randint(len(train), (cfg.pretrain_batch,), generator=gen)
             loss = model(input_ids=train[idx], labels=train[idx]).loss

@@ -83,7 +83,8 @@ def train_reward_model(
     model, opt, loader = accelerator.prepare(model, opt, loader)
     model.train()
     losses: list[float] = []
-    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=not accelerator.is_main_process)
+    # disable=None: bars on a terminal, none in notebooks or logs (non-TTY), so executed chapters stay clean
+    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=None if accelerator.is_main_process else True)
     for _ in range(epochs):
         for batch in loader:
             loss = rm_loss(model(batch), batch["target"], batch["helpful"], objective, alpha)

@@ -1,0 +1,59 @@
+"""Frozen-trunk features: each rung's last-token hidden states, computed once per split and cached.
+
+With `finetune="head"` (the CPU profile) a reward model is a trained linear head on these
+features, so every scenario after the first reuses one forward pass of the trunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .cache import Entry, RunCache, code_version
+from .config import Config
+from .data import encode_pair, load_pairs, pad_batch
+from .ladder import data_fingerprint, load_trunk, truncate_layers
+from .models import RewardModel
+
+
+def split_name(split: str) -> str:
+    """Data file of a split: the three harmless splits, or `helpful` (hh-helpful/train)."""
+    return "hh-helpful/train" if split == "helpful" else f"hh-harmless/{split}"
+
+
+def split_limit(cfg: Config, split: str) -> int | None:
+    """How many pairs of a split the config uses."""
+    return cfg.n_helpful if split == "helpful" else cfg.n_pairs
+
+
+def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
+    """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning)."""
+    spec = {"rung": cfg.rung(rung).__dict__, "split": split, "limit": split_limit(cfg, split),
+            "max_length": cfg.max_length, "data": data_fingerprint(cfg.data_dir),
+            "code": code_version(["data", "corpus", "ladder", "models", "features"])}
+
+    def compute(tmp):
+        pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
+        trunk, tok = load_trunk(cfg, cfg.rung(rung), cache)
+        model = RewardModel(trunk.config.hidden_size, truncate_layers(trunk, cfg.rung(rung).feature_layer)).eval()
+        seqs = [encode_pair(tok, p, r, cfg.max_length)[0]
+                for p, c, rj in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]) for r in (c, rj)]
+        feats = _features(model, seqs, tok.pad_token_id, desc=f"features {rung}/{split}")
+        np.save(tmp / "features.npy", feats.reshape(len(pairs), 2, -1))
+        return pd.DataFrame({"pair_id": pairs["pair_id"]}), {"hidden_size": int(feats.shape[-1])}
+
+    return cache.get_or_compute("features", spec, compute)
+
+
+@torch.no_grad()
+def _features(model: RewardModel, seqs: list[list[int]], pad_id: int, desc: str, batch: int = 32) -> np.ndarray:
+    """Features of every sequence, batched by length so little compute is spent on padding."""
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = np.zeros((len(seqs), model.head.in_features), dtype=np.float32)
+    for start in tqdm(range(0, len(seqs), batch), desc=desc, leave=False, disable=None):
+        idx = order[start:start + batch]
+        ids, mask = pad_batch([seqs[i] for i in idx], pad_id, side="right")
+        out[idx] = model.features(ids, mask).float().numpy()
+    return out
