@@ -29,7 +29,10 @@ def _per_seed(stat: Callable[..., float], n_args: int) -> Callable[..., float]:
 
 
 def summarise(stat: Callable[..., float], per_seed_args: Sequence[Sequence[np.ndarray]]) -> dict[str, float]:
-    """Mean over seeds of `stat`, with a seed interval and a pair-bootstrap interval."""
+    """Mean over seeds of `stat`, with a seed interval and a pair-bootstrap interval (NaN: no runs)."""
+    if not per_seed_args:
+        nan = float("nan")
+        return {"mean": nan, "lo": nan, "hi": nan, "seed_lo": nan, "seed_hi": nan, "n_seeds": 0}
     values = [stat(*args) for args in per_seed_args]
     mean, seed_lo, seed_hi = M.seed_ci(values, n_boot=N_BOOT)
     flat = [a for args in per_seed_args for a in args]
@@ -94,22 +97,28 @@ def gap_trend(table: pd.DataFrame, value: str, rank: Callable[[str], int], seed:
     return {"slope": slope(gap, y), "lo": lo, "hi": hi, "n_cells": len(y)}
 
 
-def _confs(long: pd.DataFrame, model: str, weak: str, strong: str) -> list[np.ndarray]:
-    """Test confidences of one model, one array per seed (pairs ordered by id)."""
+def _confs(long: pd.DataFrame, model: str, weak: str, strong: str) -> dict[int, np.ndarray]:
+    """Test confidences of one model by seed (pairs ordered by id)."""
     sel = long[(long["model"] == model) & (long["weak"] == weak) & (long["strong"] == strong)]
-    return [g.sort_values("pair_id")["confidence"].to_numpy() for _, g in sel.groupby("seed", sort=True)]
+    return {int(seed): g.sort_values("pair_id")["confidence"].to_numpy() for seed, g in sel.groupby("seed", sort=True)}
+
+
+def _by_seed(*models: dict[int, np.ndarray]) -> list[list[np.ndarray]]:
+    """The models' arrays aligned seed by seed, over the seeds every model has."""
+    seeds = sorted(set.intersection(*(set(m) for m in models)))
+    return [[m[s] for s in seeds] for m in models]
 
 
 def accuracy_table(long: pd.DataFrame, pairs: Sequence[tuple[str, str]], objectives: Sequence[str]) -> pd.DataFrame:
     """Fig. 4's numbers: weak GT, strong ceiling and every W2S student of each weak×strong pair, with PGR."""
     rows = []
     for weak, strong in pairs:
-        weak_acc = accuracy_row(_confs(long, "gt", weak, weak))
-        ceiling = accuracy_row(_confs(long, "gt", strong, strong))
+        weak_acc = accuracy_row(list(_confs(long, "gt", weak, weak).values()))
+        ceiling = accuracy_row(list(_confs(long, "gt", strong, strong).values()))
         rows.append({"weak": weak, "strong": strong, "model": "weak", **weak_acc})
         rows.append({"weak": weak, "strong": strong, "model": "strong ceiling", **ceiling})
         for obj in objectives:
-            acc = accuracy_row(_confs(long, obj, weak, strong))
+            acc = accuracy_row(list(_confs(long, obj, weak, strong).values()))
             pgr = M.performance_gap_recovered(acc["mean"], weak_acc["mean"], ceiling["mean"])
             rows.append({"weak": weak, "strong": strong, "model": f"W2S {obj}", **acc, "PGR": pgr})
     return pd.DataFrame(rows)
@@ -127,7 +136,7 @@ def ds_table(long: pd.DataFrame, pairs: Sequence[tuple[str, str]], objectives: S
         s_gt, w_gt = _confs(long, "gt", strong, strong), _confs(long, "gt", weak, weak)
         ref = s_gt if reference == "gt" else _confs(long, reference, weak, strong)
         for obj in objectives:
-            row = ds_row(ref, _confs(long, obj, weak, strong), s_gt, w_gt, T)
+            row = ds_row(*_by_seed(ref, _confs(long, obj, weak, strong), s_gt, w_gt), T)
             rows.append({"weak": weak, "strong": strong, "objective": obj, **row,
                          "vs_null": interval_verdict(row["excess_lo"], row["excess_hi"])})
     return pd.DataFrame(rows)
@@ -137,7 +146,7 @@ def rung_table(long: pd.DataFrame, rungs: Sequence[str], T: float) -> pd.DataFra
     """GT test accuracy of each rung with intervals, and the share of test pairs it knows (M ≥ T)."""
     rows = []
     for rung in rungs:
-        confs = _confs(long, "gt", rung, rung)
-        known = float(np.mean([M.known(c, T).mean() for c in confs]))
+        confs = list(_confs(long, "gt", rung, rung).values())
+        known = float(np.mean([M.known(c, T).mean() for c in confs])) if confs else float("nan")
         rows.append({"rung": rung, **accuracy_row(confs), "known_share": known})
     return pd.DataFrame(rows)

@@ -13,8 +13,11 @@ from tqdm.auto import tqdm
 
 from .cache import Entry, RunCache
 from .config import Config, ConfigError
-from .features import feature_entry
-from .ladder import data_fingerprint
+from peft import LoraConfig, get_peft_model
+
+from .data import encode_pair, load_pairs
+from .features import feature_entry, split_limit, split_name
+from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
 from .metrics import sigmoid
 from .models import RewardModel
 from .train import PairExamples, predict_margins, train_reward_model
@@ -37,39 +40,56 @@ def _base_spec(cfg: Config) -> dict:
 
 
 def _examples(cfg: Config, rung: str, split: str, cache: RunCache, target: np.ndarray | None = None) -> PairExamples:
-    entry = feature_entry(cfg, rung, split, cache)
-    feats = torch.from_numpy(np.load(entry.file("features.npy")))
-    n = feats.shape[0]
-    t = torch.ones(n) if target is None else torch.as_tensor(target, dtype=torch.float32)
-    return PairExamples(t, torch.full((n,), split == "helpful"), features=feats)
+    """A split's pairs for training/scoring: cached features (`head`) or token ids (`full`, `lora`)."""
+    helpful = split == "helpful"
+    if cfg.finetune == "head":
+        feats = torch.from_numpy(np.load(feature_entry(cfg, rung, split, cache).file("features.npy")))
+        t = torch.ones(len(feats)) if target is None else torch.as_tensor(target, dtype=torch.float32)
+        return PairExamples(t, torch.full((len(feats),), helpful), features=feats)
+    pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
+    tok = load_tokenizer_for(cfg, cfg.rung(rung), cache)
+    chosen = [encode_pair(tok, p, c, cfg.max_length)[0] for p, c in zip(pairs["prompt"], pairs["chosen"])]
+    rejected = [encode_pair(tok, p, r, cfg.max_length)[0] for p, r in zip(pairs["prompt"], pairs["rejected"])]
+    t = torch.ones(len(chosen)) if target is None else torch.as_tensor(target, dtype=torch.float32)
+    return PairExamples(t, torch.full((len(chosen),), helpful), chosen_ids=chosen, rejected_ids=rejected,
+                        pad_id=tok.pad_token_id)
 
 
-def _check_head(cfg: Config) -> None:
-    if cfg.finetune != "head":
-        raise ConfigError(f"finetune={cfg.finetune!r} is not implemented for reward models yet; use 'head'")
+def _pair_ids(cfg: Config, split: str) -> list[int]:
+    return list(load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))["pair_id"])
+
+
+def _fresh_model(cfg: Config, rung: str, cache: RunCache, hidden: int | None) -> RewardModel:
+    """A new reward model: a head alone (`head`), or the rung's LM with a head (`full`; `lora` adapters)."""
+    if cfg.finetune == "head":
+        return RewardModel(hidden)
+    lm, _ = load_trunk(cfg, cfg.rung(rung), cache)
+    if cfg.finetune == "lora":  # App. H: r = 8, alpha = 16 on attention and MLP
+        lm = get_peft_model(lm, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")).get_base_model()
+    return RewardModel(lm.config.hidden_size, lm)
 
 
 def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective: str, alpha: float,
                        seed: int, cache: RunCache, eval_splits: tuple[str, ...], desc: str):
-    """Fit a fresh head on `examples`, then score `eval_splits`; returns (results, record extras)."""
-    hidden = examples.features.shape[-1]
+    """Train a fresh reward model on `examples`, then score `eval_splits`; returns (results, record extras)."""
     torch.manual_seed(seed)
-    model = RewardModel(hidden)
+    hidden = examples.features.shape[-1] if examples.features is not None else None
+    model = _fresh_model(cfg, rung, cache, hidden)
     losses = train_reward_model(model, examples, objective=objective, alpha=alpha, lr=cfg.lr, epochs=cfg.epochs,
                                 batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay, desc=desc)
     frames = []
     for split in eval_splits:
-        ev = _examples(cfg, rung, split, cache)
-        margin = predict_margins(model, ev)
-        ids = feature_entry(cfg, rung, split, cache).results["pair_id"]
-        frames.append(pd.DataFrame({"split": split, "pair_id": ids, "margin": margin,
+        margin = predict_margins(model, _examples(cfg, rung, split, cache), batch_size=cfg.batch_size * 4)
+        frames.append(pd.DataFrame({"split": split, "pair_id": _pair_ids(cfg, split), "margin": margin,
                                     "confidence": sigmoid(margin)}))
-    return pd.concat(frames, ignore_index=True), {"losses": losses, "head": model.head.weight.detach().tolist()}
+    extras = {"losses": losses}
+    if cfg.finetune == "head":  # a few hundred numbers: kept so any score can be recomputed from features
+        extras["head"] = model.head.weight.detach().tolist()
+    return pd.concat(frames, ignore_index=True), extras
 
 
 def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     """θ^gt: the rung trained on ground truth (`train_gt`), scored on every harmless split."""
-    _check_head(cfg)
     spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).__dict__, "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
@@ -87,7 +107,6 @@ def teacher_labels(entry: Entry, split: str = "train_w2s") -> np.ndarray:
 
 def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, cache: RunCache) -> Entry:
     """θ_s^w: the strong rung trained on the weak GT model's soft labels under one objective."""
-    _check_head(cfg)
     if cfg.rank(weak) >= cfg.rank(strong):
         raise ConfigError(f"weak rung {weak!r} must sit below strong rung {strong!r} in the ladder")
     teacher = gt_entry(cfg, weak, seed, cache)

@@ -153,30 +153,47 @@ def gguf_path(rung: Rung) -> Path:
     return path
 
 
-def load_trunk(cfg: Config, rung: Rung, cache: RunCache) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The rung's causal LM and tokenizer, built or loaded through `from_pretrained`."""
+def load_tokenizer_for(cfg: Config, rung: Rung, cache: RunCache) -> PreTrainedTokenizerBase:
+    """The rung's tokenizer alone (no weights loaded), with a pad token."""
     if rung.source == "scratch":
-        path = pretrain_entry(cfg, rung, cache).file("model")
-        model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(pretrain_entry(cfg, rung, cache).file("model"))
     elif rung.source == "gguf":
         path = gguf_path(rung)
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     else:
-        model, tok = load_hub(rung.hub_id)
+        tok = _hub_call(AutoTokenizer.from_pretrained, rung.hub_id)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_trunk(cfg: Config, rung: Rung, cache: RunCache) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The rung's causal LM and tokenizer, built or loaded through `from_pretrained`."""
+    if rung.source == "hub":
+        return load_hub(rung.hub_id)
+    tok = load_tokenizer_for(cfg, rung, cache)
+    if rung.source == "scratch":
+        model = AutoModelForCausalLM.from_pretrained(pretrain_entry(cfg, rung, cache).file("model"))
+    else:
+        path = gguf_path(rung)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model, tok
+
+
+def _hub_call(load, model_id: str, **kwargs):
+    """`load(model_id)`, turning "not found / no hub" into a ConfigError that names the model."""
+    try:
+        return load(model_id, **kwargs)
+    except OSError as e:
+        raise ConfigError(f"cannot load model {model_id!r} (no hub access and no local copy?): {e}") from e
 
 
 def load_hub(model_id: str, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A hub (or local folder) causal LM by id, for the `paper` profile."""
-    try:
-        tok = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
-    except OSError as e:
-        raise ConfigError(f"cannot load model {model_id!r} (no hub access and no local copy?): {e}") from e
-    return model, tok
+    """A hub (or local folder) causal LM and its tokenizer by id, for the `paper` profile."""
+    tok = _hub_call(AutoTokenizer.from_pretrained, model_id)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return _hub_call(AutoModelForCausalLM.from_pretrained, model_id, **kwargs), tok
 
 
 def truncate_layers(model: PreTrainedModel, n_layers: int | None) -> PreTrainedModel:
