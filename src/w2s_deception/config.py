@@ -33,6 +33,12 @@ class Rung:
     hub_id: str = ""
     feature_layer: int | None = None  # hidden layer read by the head (None: the final one)
 
+    def spec(self) -> dict[str, Any]:
+        """The fields that determine the model (its description is presentational)."""
+        d = asdict(self)
+        d.pop("description")
+        return d
+
 
 def _scratch(name: str, desc: str, n_layer: int, n_embd: int, n_head: int, tokens: int) -> Rung:
     return Rung(name, desc, "scratch", n_layer=n_layer, n_embd=n_embd, n_head=n_head, pretrain_tokens=tokens)

@@ -90,7 +90,7 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
 
 def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     """θ^gt: the rung trained on ground truth (`train_gt`), scored on every harmless split."""
-    spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).__dict__, "seed": seed, **_base_spec(cfg)}
+    spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).spec(), "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
         ex = _examples(cfg, rung, "train_gt", cache)
@@ -111,7 +111,7 @@ def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, ca
         raise ConfigError(f"weak rung {weak!r} must sit below strong rung {strong!r} in the ladder")
     teacher = gt_entry(cfg, weak, seed, cache)
     alpha = cfg.alpha if objective == "explicit" else 0.0
-    spec = {"scenario": "rm_w2s", "strong": cfg.rung(strong).__dict__, "teacher": teacher.record["key"],
+    spec = {"scenario": "rm_w2s", "strong": cfg.rung(strong).spec(), "teacher": teacher.record["key"],
             "objective": objective, "alpha": alpha, "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):

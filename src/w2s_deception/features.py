@@ -30,7 +30,7 @@ def split_limit(cfg: Config, split: str) -> int | None:
 
 def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
     """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning)."""
-    spec = {"rung": cfg.rung(rung).__dict__, "split": split, "limit": split_limit(cfg, split),
+    spec = {"rung": cfg.rung(rung).spec(), "split": split, "limit": split_limit(cfg, split),
             "max_length": cfg.max_length, "data": data_fingerprint(cfg.data_dir),
             "code": code_version(["data", "corpus", "ladder", "models", "features"])}
 

@@ -69,7 +69,7 @@ def corpus_entry(cfg: Config, cache: RunCache):
 
 def _pretrain_spec(cfg: Config, rung: Rung) -> dict:
     return {
-        "rung": rung.__dict__,
+        "rung": rung.spec(),
         "block": BLOCK,
         "batch": cfg.pretrain_batch,
         "lr": cfg.pretrain_lr,
