@@ -156,8 +156,8 @@ class RunCache:
             tempfile.TemporaryFile(dir=self.root).close()
         except OSError as exc:
             raise CacheError(
-                f"runs folder {self.root} is not a writable folder ({exc}); "
-                f"choose another with --runs-dir or {RUNS_DIR_ENV}"
+                f"runs folder {self.root} is not a writable folder ({exc}); choose another with the "
+                f"runs_dir parameter (notebooks, get_config), --runs-dir (CLI) or ${RUNS_DIR_ENV}"
             ) from exc
 
     def path(self, kind: str, key: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -100,24 +102,31 @@ class Config:
     ladder: tuple[Rung, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        _check(self.profile in PROFILES, "profile", self.profile, f"one of {PROFILES}")
+        _check(isinstance(self.profile, str) and self.profile in PROFILES, "profile", self.profile, f"one of {PROFILES}")
         if not self.ladder:
             object.__setattr__(self, "ladder", LADDERS[self.profile])
         known = [r.name for r in self.ladder]
+        for name, value in _typed(self).items():
+            object.__setattr__(self, name, value)
         if not self.rungs:
             object.__setattr__(self, "rungs", tuple(known))
-        object.__setattr__(self, "rungs", tuple(self.rungs))
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         for r in self.rungs:
             _check(r in known, "rungs", r, f"rungs of the {self.profile!r} profile: {known}")
+        _check(len(set(self.rungs)) == len(self.rungs), "rungs", self.rungs, "each rung at most once")
         _check(len(self.seeds) > 0, "seeds", self.seeds, "at least one seed")
+        _check(len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds, "each seed at most once")
         _check(0.5 < self.threshold < 1, "threshold", self.threshold, "T in the open interval (0.5, 1)")
         _check(self.alpha >= 0, "alpha", self.alpha, "alpha >= 0")
         _check(self.finetune in FINETUNE, "finetune", self.finetune, f"one of {FINETUNE}")
-        for name in ("batch_size", "epochs", "max_length", "n_helpful", "pretrain_batch"):
-            _check(int(getattr(self, name)) >= 1, name, getattr(self, name), "an integer >= 1")
-        _check(self.n_pairs is None or self.n_pairs >= 1, "n_pairs", self.n_pairs, "None or >= 1")
-        _check(self.lr > 0 and self.pretrain_lr > 0, "lr", self.lr, "a positive learning rate")
+        for name in INT_FIELDS:
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.n_pairs is None or self.n_pairs >= 1, "n_pairs", self.n_pairs, "None or an integer >= 1")
+        _check(self.lr > 0, "lr", self.lr, "a positive learning rate")
+        _check(self.pretrain_lr > 0, "pretrain_lr", self.pretrain_lr, "a positive learning rate")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "weight_decay >= 0")
+        scratch = [r for r in self.rungs if self.rung(r).source == "scratch"]
+        _check(not scratch or self.max_length <= SCRATCH_CONTEXT, "max_length", self.max_length,
+               f"at most {SCRATCH_CONTEXT}, the context the rungs {scratch} are pre-trained with")
 
     def rung(self, name: str) -> Rung:
         """The ladder entry called `name` (ConfigError if the profile has none)."""
@@ -147,6 +156,73 @@ class Config:
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"invalid {name}={value!r}: expected {allowed}")
+
+
+# Field types, checked before any value check so that a wrongly typed notebook parameter (papermill
+# `-p` passes strings, floats and bare scalars as given) fails here, naming the field, instead of
+# deep inside torch. Rules: an integer field takes an int or an integral float (3.0 -> 3, 3.5 is
+# refused); a real field takes any int or float, stored as float, so 1 and 1.0 give one cache key;
+# bools and strings are numbers nowhere. `rungs` takes a list of rung names or one bare name
+# ("nano" means ["nano"]); `seeds` takes a list of integers or one bare integer, never a string
+# ("0,1" is refused: pass a list, e.g. papermill -y "seeds: [0, 1]").
+INT_FIELDS = ("batch_size", "epochs", "max_length", "n_helpful", "pretrain_batch")
+REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay")
+PATH_FIELDS = ("data_dir", "runs_dir")
+SCRATCH_CONTEXT = 128  # = ladder.BLOCK, the pre-training context of scratch rungs (ladder imports config)
+
+
+def _as_int(name: str, value: Any) -> int:
+    """`value` as an int: ints (numpy ones too) and integral floats; anything else is a ConfigError."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value == int(value):
+        return int(value)
+    _check(False, name, value, f"an integer, got {type(value).__name__}")
+    raise AssertionError  # unreachable: _check raised
+
+
+def _as_real(name: str, value: Any) -> float:
+    """`value` as a finite float: ints and floats (numpy ones too); anything else is a ConfigError."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    _check(ok, name, value, f"a number, got {type(value).__name__}")
+    _check(math.isfinite(value), name, value, "a finite number")
+    return float(value)
+
+
+def _sequence(name: str, value: Any, scalar: tuple[type, ...], hint: str) -> tuple:
+    """`value` as a tuple: a list/tuple/range as is, one bare `scalar` as a 1-tuple, else a ConfigError."""
+    listed = isinstance(value, str) and "," in value  # "a,b": a list written as one string
+    if isinstance(value, scalar) and not isinstance(value, bool) and not listed:
+        return (value,)
+    _check(isinstance(value, (list, tuple, range)), name, value, f"{hint}, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _typed(cfg: Config) -> dict[str, Any]:
+    """The type-checked, normalised values of a config's scalar and list fields."""
+    out: dict[str, Any] = {}
+    rungs = _sequence("rungs", cfg.rungs or (), (str,),
+                      "a list of rung names, e.g. ['nano', 'mini'] (papermill: -y \"rungs: [nano, mini]\")")
+    for r in rungs:
+        _check(isinstance(r, str), "rungs", r, f"a rung name (str), got {type(r).__name__}")
+    out["rungs"] = rungs
+    seeds = _sequence("seeds", cfg.seeds, (numbers.Integral,),
+                      "a list of integer seeds, e.g. [0, 1] (papermill: -y \"seeds: [0, 1]\")")
+    out["seeds"] = tuple(_as_int("seeds", s) for s in seeds)
+    for s in out["seeds"]:
+        _check(s >= 0, "seeds", s, "seeds >= 0")
+    for name in INT_FIELDS:
+        out[name] = _as_int(name, getattr(cfg, name))
+    out["n_pairs"] = None if cfg.n_pairs is None else _as_int("n_pairs", cfg.n_pairs)
+    for name in REAL_FIELDS:
+        out[name] = _as_real(name, getattr(cfg, name))
+    _check(isinstance(cfg.finetune, str), "finetune", cfg.finetune, f"one of {FINETUNE}")
+    for name in PATH_FIELDS:
+        value = getattr(cfg, name)
+        _check(value is None or isinstance(value, (str, os.PathLike)), name, value,
+               f"None or a folder path (str), got {type(value).__name__}")
+        out[name] = None if value is None else os.fspath(value)
+    return out
 
 
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,371 @@
+"""Reliability: every bad input fails early with a message naming the problem and the fix (one test
+per row of the "Bad inputs" table in README.md), killed runs leave no entry, cache keys move with
+everything that determines a result and with nothing else, and a non-finite loss stops training.
+
+The truncated-results row is covered by tests/test_cache.py::test_truncated_results_detected_and_recomputed,
+the code-text part of the key by tests/test_cache.py::test_code_version_tracks_module_text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from w2s_deception import cache as cache_module
+from w2s_deception import experiments as E
+from w2s_deception.cache import CacheError, RunCache, list_entries, run_key, verify
+from w2s_deception.config import SMOKE_RUNGS, Config, ConfigError, get_config
+from w2s_deception.data import ASSISTANT, DataError, load_pairs, resolve_data_dir
+from w2s_deception.features import feature_entry
+from w2s_deception.models import RewardModel
+from w2s_deception.train import PairExamples, train_reward_model
+
+SHARED_DATA = resolve_data_dir()
+
+
+def _pair_line(question: str = "q") -> str:
+    return json.dumps({"chosen": f"\n\nHuman: {question}{ASSISTANT} no", "rejected": f"\n\nHuman: {question}{ASSISTANT} yes"})
+
+
+def _write(root: Path, name: str, lines: list[str]) -> Path:
+    path = root / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _never_train(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args, **kwargs):
+        raise AssertionError("training started although the input is bad")
+
+    monkeypatch.setattr(E, "train_reward_model", boom)
+
+
+# ---------------------------------------------------------------- bad inputs (README "Bad inputs")
+
+
+def test_missing_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match="data folder not found") as error:
+        load_pairs("hh-harmless/train_gt", data_dir=missing)
+    assert str(missing) in str(error.value) and "W2S_DATA_DIR" in str(error.value)
+    _never_train(monkeypatch)  # a scenario run fails before any training too
+    cfg = get_config("smoke", data_dir=str(missing), runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(DataError, match="data folder not found"):
+        E.gt_entry(cfg, "s-nano", 0, RunCache(tmp_path / "runs"))
+
+
+def test_empty_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no data file") as error:
+        load_pairs("hh-harmless/train_gt", data_dir=empty)
+    assert str(empty / "hh-harmless" / "train_gt.jsonl") in str(error.value)
+    assert "available splits" in str(error.value) and "none" in str(error.value)
+    _never_train(monkeypatch)
+    cfg = get_config("smoke", data_dir=str(empty), runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(DataError, match="no data file"):
+        E.gt_entry(cfg, "s-nano", 0, RunCache(tmp_path / "runs"))
+
+
+def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "hh-harmless/train_gt", [_pair_line("a"), _pair_line("b"), '{"chosen": "x",'])
+    with pytest.raises(DataError, match="line 3: not valid JSON") as error:
+        load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
+    assert str(path) in str(error.value) and "fix or regenerate" in str(error.value)
+
+
+def test_wrong_keys_name_file_line_and_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, "hh-harmless/train_gt", [_pair_line(), json.dumps({"good": "x", "bad": "y"})])
+    with pytest.raises(DataError, match=r"line 2: missing or non-string keys \['chosen', 'rejected'\]") as error:
+        load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_rung() -> None:
+    with pytest.raises(ConfigError, match=r"invalid rungs='gpt5': expected rungs of the 'smoke' profile: \['s-nano'"):
+        get_config("smoke", rungs=["s-nano", "gpt5"])
+    with pytest.raises(ConfigError, match="invalid rung='nano'"):
+        get_config("smoke").rung("nano")
+    with pytest.raises(ConfigError, match="at most once"):
+        get_config("smoke", rungs=["s-nano", "s-nano"])
+
+
+def test_unknown_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"invalid profile='gpu': expected one of \('cpu', 'smoke', 'paper'\)"):
+        get_config("gpu")
+    with pytest.raises(ConfigError, match="invalid profile='gpu'"):
+        Config(profile="gpu")
+    monkeypatch.setenv("W2S_PROFILE", "tiny")
+    with pytest.raises(ConfigError, match="invalid profile='tiny'"):
+        get_config()
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0, 0.2, 1.5, float("nan")])
+def test_threshold_outside_open_interval(threshold: float) -> None:
+    with pytest.raises(ConfigError, match=r"invalid threshold=.*open interval \(0.5, 1\)|invalid threshold=nan"):
+        get_config("smoke", threshold=threshold)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, -1, float("inf")])
+def test_negative_or_infinite_alpha(alpha: float) -> None:
+    with pytest.raises(ConfigError, match="invalid alpha="):
+        get_config("smoke", alpha=alpha)
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("threshold", "high", "a number, got str"),
+        ("threshold", True, "a number, got bool"),
+        ("alpha", "0.5", "a number, got str"),
+        ("lr", [1e-3], "a number, got list"),
+        ("seeds", "0,1", "a list of integer seeds"),
+        ("seeds", "0", "a list of integer seeds"),
+        ("seeds", [0.5], "an integer, got float"),
+        ("seeds", [-1], "seeds >= 0"),
+        ("seeds", [0, 0], "each seed at most once"),
+        ("batch_size", 3.5, "an integer, got float"),
+        ("batch_size", "32", "an integer, got str"),
+        ("epochs", float("inf"), "an integer, got float"),
+        ("n_pairs", 100.5, "an integer, got float"),
+        ("rungs", "s-nano,s-mini", "a list of rung names"),
+        ("rungs", 3, "a list of rung names"),
+        ("rungs", [1], "a rung name"),
+        ("finetune", 1, "one of"),
+        ("data_dir", 5, "a folder path"),
+        ("max_length", 512, "at most 128"),
+    ],
+)
+def test_wrongly_typed_parameter_names_field_and_type(field: str, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError, match=f"invalid {field}=") as error:
+        get_config("smoke", **{field: value})
+    assert expected in str(error.value)
+
+
+def test_parameter_coercions_that_are_accepted() -> None:
+    cfg = get_config("smoke", rungs="s-nano", seeds=3, batch_size=16.0, alpha=1, data_dir=SHARED_DATA)
+    assert cfg.rungs == ("s-nano",) and cfg.seeds == (3,)  # a bare name / integer is a one-element list
+    assert cfg.batch_size == 16 and isinstance(cfg.batch_size, int)
+    assert cfg.alpha == 1.0 and isinstance(cfg.alpha, float)
+    assert cfg.data_dir == str(SHARED_DATA)
+    assert get_config("smoke", seeds=[np.int64(1), 2.0]).seeds == (1, 2)
+    # 1 and 1.0 are one training: one cache key
+    assert get_config("smoke", alpha=1).training_spec() == get_config("smoke", alpha=1.0).training_spec()
+    assert get_config("paper", max_length=512).max_length == 512  # hub rungs have long contexts
+
+
+def test_scratch_context_matches_ladder() -> None:
+    from w2s_deception.config import SCRATCH_CONTEXT
+    from w2s_deception.ladder import BLOCK
+
+    assert SCRATCH_CONTEXT == BLOCK
+
+
+def test_unwritable_runs_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for root in (blocker, blocker / "runs"):
+        with pytest.raises(CacheError, match="is not a writable folder") as error:
+            RunCache(root)
+        message = str(error.value)
+        assert str(root) in message and "runs_dir" in message and "W2S_RUNS_DIR" in message
+    cfg = get_config("smoke", runs_dir=str(blocker / "runs"))
+    with pytest.raises(CacheError, match="runs_dir parameter"):
+        E.open_cache(cfg)
+
+
+# ---------------------------------------------------------------- non-finite loss
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_loss_names_run_and_step(bad: float) -> None:
+    feats = torch.full((8, 2, 4), bad)
+    examples = PairExamples(torch.ones(8), torch.zeros(8, dtype=torch.bool), features=feats)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) in GT s-nano s0 at step 0"):
+        train_reward_model(RewardModel(4), examples, objective="no_conflict", alpha=0.0, lr=1e-3, epochs=1,
+                           batch_size=4, seed=0, desc="GT s-nano s0")
+
+
+def test_non_finite_features_stop_a_scenario_and_leave_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def nan_examples(cfg, rung, split, cache, target=None):
+        return PairExamples(torch.ones(6), torch.zeros(6, dtype=torch.bool), features=torch.full((6, 2, 4), float("nan")))
+
+    monkeypatch.setattr(E, "_examples", nan_examples)
+    cfg = get_config("smoke", runs_dir=str(tmp_path))
+    cache = RunCache(tmp_path)
+    with pytest.raises(FloatingPointError, match="in GT s-nano s0 at step 0"):
+        E.gt_entry(cfg, "s-nano", 0, cache)
+    assert list((tmp_path / "rm").iterdir()) == []
+
+
+# ---------------------------------------------------------------- killed mid-run
+
+_SLOW_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from w2s_deception import experiments as E
+    from w2s_deception.config import get_config
+
+    runs, ready = sys.argv[1], Path(sys.argv[2])
+    original = E.train_reward_model
+
+    def slow(*args, **kwargs):  # signal that the entry is being computed, then stall
+        ready.write_text("computing")
+        time.sleep(600)
+        return original(*args, **kwargs)
+
+    E.train_reward_model = slow
+    cfg = get_config("smoke", runs_dir=runs)
+    E.gt_entry(cfg, "s-nano", 0, E.open_cache(cfg))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh runs folder holding copies of the s-nano feature entries from the shared cache (built there
+    once if missing): with `finetune="head"` a GT run needs nothing else, so no tokenizer, corpus or
+    pre-training runs here."""
+    cfg = get_config("smoke")
+    shared = E.open_cache(cfg)
+    runs = tmp_path_factory.mktemp("runs")
+    for split in E.HARMLESS:
+        entry = feature_entry(cfg, "s-nano", split, shared)
+        shutil.copytree(entry.path, runs / "features" / entry.path.name)
+    return runs
+
+
+def test_killed_run_leaves_no_entry_and_rerun_completes(smoke_runs: Path, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    script = tmp_path / "slow_run.py"
+    script.write_text(_SLOW_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(smoke_runs), str(ready)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"training subprocess exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("training subprocess never started computing the entry")
+            time.sleep(0.2)
+        temps = list((smoke_runs / "rm").glob(".tmp-*"))
+        assert len(temps) == 1 and temps[0].is_dir()  # the entry is being built in a temp folder
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    # no complete entry: only the dead process's temp folder
+    assert [p.name.startswith(".tmp-") for p in (smoke_runs / "rm").iterdir()] == [True]
+    assert list_entries(smoke_runs).query("kind == 'rm'").empty
+
+    cfg = get_config("smoke", runs_dir=str(smoke_runs))
+    entry = E.gt_entry(cfg, "s-nano", 0, E.open_cache(cfg))
+    assert verify(entry) == [] and len(E.test_confidences(entry)) == cfg.n_pairs
+    assert [p for p in (smoke_runs / "rm").iterdir()] == [entry.path]  # stale temp folder removed
+    done = subprocess.run([sys.executable, "-m", "w2s_deception.cache", "verify", "--runs-dir", str(smoke_runs)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 of 4 entries" in done.stdout
+
+
+# ---------------------------------------------------------------- cache keys
+
+
+class _SpecRecorder:
+    """Stands in for a RunCache: records each spec the scenario functions build, computes nothing."""
+
+    def __init__(self) -> None:
+        self.specs: list[dict] = []
+
+    def get_or_compute(self, kind, spec, compute):
+        self.specs.append(spec)
+        return SimpleNamespace(record={"key": run_key(spec)})
+
+
+def _keys(cfg: Config) -> tuple[str, str]:
+    """The cache keys of a GT run and of a W2S run (whose spec holds its teacher's key) under `cfg`."""
+    recorder = _SpecRecorder()
+    E.gt_entry(cfg, "s-nano", 0, recorder)
+    w2s = E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, recorder).record["key"]
+    assert recorder.specs[0]["scenario"] == "rm_gt" and recorder.specs[-1]["scenario"] == "rm_w2s"
+    return run_key(recorder.specs[0]), w2s
+
+
+# a changed, valid value for every field of Config.training_spec()
+TRAINING_CHANGES = {"alpha": 0.7, "batch_size": 16, "epochs": 2, "finetune": "full", "lr": 2e-3, "max_length": 32,
+                    "n_helpful": 200, "n_pairs": 100, "pretrain_batch": 16, "pretrain_lr": 1e-3, "weight_decay": 0.01}
+
+
+def test_training_changes_cover_the_training_spec() -> None:
+    spec = get_config("smoke").training_spec()
+    assert set(TRAINING_CHANGES) == set(spec)
+    assert all(spec[name] != value for name, value in TRAINING_CHANGES.items())
+
+
+@pytest.mark.parametrize("field", sorted(TRAINING_CHANGES))
+def test_key_changes_with_each_training_field(field: str) -> None:
+    base = _keys(get_config("smoke"))
+    changed = _keys(get_config("smoke", **{field: TRAINING_CHANGES[field]}))
+    assert changed[0] != base[0] and changed[1] != base[1]
+
+
+def _data_copy(root: Path, sums: str) -> Path:
+    """A data folder whose files are the shared ones (linked) and whose SHA256SUMS reads `sums`."""
+    root.mkdir()
+    for item in SHARED_DATA.iterdir():
+        if item.name != "SHA256SUMS":
+            (root / item.name).symlink_to(item)
+    (root / "SHA256SUMS").write_text(sums)
+    return root
+
+
+def test_key_changes_with_data_fingerprint(tmp_path: Path) -> None:
+    sums = (SHARED_DATA / "SHA256SUMS").read_text()
+    base = _keys(get_config("smoke", data_dir=str(SHARED_DATA)))
+    same = _data_copy(tmp_path / "same", sums)
+    assert _keys(get_config("smoke", data_dir=str(same))) == base  # where the data lie does not matter
+    edited = _data_copy(tmp_path / "edited", sums.replace(sums[:8], "0" * 8, 1))
+    changed = _keys(get_config("smoke", data_dir=str(edited)))
+    assert changed[0] != base[0] and changed[1] != base[1]
+
+
+def test_key_changes_with_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _keys(get_config("smoke"))
+    monkeypatch.setattr(cache_module, "code_version", lambda modules, package="w2s_deception": "0123456789ab")
+    changed = _keys(get_config("smoke"))
+    assert changed[0] != base[0] and changed[1] != base[1]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"threshold": 0.9},
+        {"seeds": [4, 5]},
+        {"runs_dir": "/elsewhere/runs"},
+        {"rungs": ["s-nano", "s-mini"]},
+        {"ladder": tuple(replace(r, description=f"{r.description}, reworded") for r in SMOKE_RUNGS)},
+    ],
+    ids=["threshold", "seeds", "runs_dir", "rungs", "rung-description"],
+)
+def test_key_ignores_presentational_parameters(overrides: dict) -> None:
+    assert _keys(get_config("smoke", **overrides)) == _keys(get_config("smoke"))
