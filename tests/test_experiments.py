@@ -58,3 +58,15 @@ def test_w2s_student_learns_from_teacher_labels_and_conflicts_change_it(cfg, cac
 def test_weak_must_be_below_strong(cfg, cache):
     with pytest.raises(ConfigError, match="must sit below"):
         E.w2s_entry(cfg, "s-mini", "s-nano", "no_conflict", 0, cache)
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
+    cfg = get_config("smoke", finetune=finetune, n_pairs=40, n_helpful=40, batch_size=8)
+    gt = E.gt_entry(cfg, "s-nano", 0, cache)
+    res = gt.results
+    assert set(res["split"]) == set(E.HARMLESS) and res["confidence"].between(0, 1).all()
+    student = E.w2s_entry(cfg, "s-nano", "s-micro", "implicit", 0, cache)
+    conf = E.test_confidences(student)
+    assert conf.shape == (40,) and np.isfinite(conf).all()
+    assert len(student.record["losses"]) == 2 * 40 // 8  # harmless + helpful pairs, one epoch

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 
-from .cache import Entry, RunCache
+from .cache import Entry, RunCache, code_version, default_runs_dir
 from .config import Config, ConfigError
-from peft import LoraConfig, get_peft_model
-
 from .data import encode_pair, load_pairs
 from .features import feature_entry, split_limit, split_name
 from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
@@ -28,14 +27,11 @@ RESULT_MODULES = ["data", "corpus", "ladder", "models", "losses", "train", "expe
 
 def open_cache(cfg: Config) -> RunCache:
     """The run cache of this config's runs folder (env `W2S_RUNS_DIR`, else `<repo>/runs`)."""
-    from .cache import default_runs_dir
-
     return RunCache(cfg.runs_dir or default_runs_dir())
 
 
 def _base_spec(cfg: Config) -> dict:
-    from .cache import code_version
-
+    """What every reward-model run's result depends on besides its own scenario."""
     return {"train": cfg.training_spec(), "data": data_fingerprint(cfg.data_dir), "code": code_version(RESULT_MODULES)}
 
 
@@ -43,7 +39,7 @@ def _examples(cfg: Config, rung: str, split: str, cache: RunCache, target: np.nd
     """A split's pairs for training/scoring: cached features (`head`) or token ids (`full`, `lora`)."""
     helpful = split == "helpful"
     if cfg.finetune == "head":
-        feats = torch.from_numpy(np.load(feature_entry(cfg, rung, split, cache).file("features.npy")))
+        feats = torch.tensor(np.load(feature_entry(cfg, rung, split, cache).file("features.npy")))
         t = torch.ones(len(feats)) if target is None else torch.as_tensor(target, dtype=torch.float32)
         return PairExamples(t, torch.full((len(feats),), helpful), features=feats)
     pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
@@ -56,6 +52,7 @@ def _examples(cfg: Config, rung: str, split: str, cache: RunCache, target: np.nd
 
 
 def _pair_ids(cfg: Config, split: str) -> list[int]:
+    """Pair ids of a split, in the order its examples are scored."""
     return list(load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))["pair_id"])
 
 
