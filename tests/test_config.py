@@ -7,7 +7,8 @@ from w2s_deception.config import Config, ConfigError, get_config
 
 def test_profiles_and_defaults():
     cpu = get_config("cpu")
-    assert cpu.rungs == ("nano", "micro", "mini", "smol") and cpu.seeds == (0, 1, 2)
+    assert cpu.rungs == ("pico", "nano", "micro", "mini") and cpu.seeds == (0, 1, 2)
+    assert get_config("cpu", rungs=["nano", "smol"]).rung("smol").source == "gguf"
     assert cpu.threshold == 0.75 and cpu.alpha == 0.5
     smoke = get_config("smoke")
     assert len(smoke.rungs) == 3 and smoke.n_pairs == 300

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_deception import cache as cache_module
 from w2s_deception import experiments as E
 from w2s_deception.cache import CacheError, RunCache, list_entries, run_key, verify
 from w2s_deception.config import SMOKE_RUNGS, Config, ConfigError, get_config
@@ -351,7 +350,7 @@ def test_key_changes_with_data_fingerprint(tmp_path: Path) -> None:
 
 def test_key_changes_with_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
     base = _keys(get_config("smoke"))
-    monkeypatch.setattr(cache_module, "code_version", lambda modules, package="w2s_deception": "0123456789ab")
+    monkeypatch.setattr(E, "code_version", lambda modules, package="w2s_deception": "0123456789ab")
     changed = _keys(get_config("smoke"))
     assert changed[0] != base[0] and changed[1] != base[1]
 
