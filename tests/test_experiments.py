@@ -62,7 +62,7 @@ def test_weak_must_be_below_strong(cfg, cache):
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])
 def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
-    cfg = get_config("smoke", finetune=finetune, n_pairs=40, n_helpful=40, batch_size=8)
+    cfg = get_config("smoke", finetune=finetune, n_pairs=40, n_helpful=40, batch_size=8, epochs=1)
     gt = E.gt_entry(cfg, "s-nano", 0, cache)
     res = gt.results
     assert set(res["split"]) == set(E.HARMLESS) and res["confidence"].between(0, 1).all()
