@@ -61,3 +61,12 @@ def test_training_spec_drops_presentational_fields():
     a, b = get_config("cpu"), get_config("cpu", threshold=0.8, seeds=(5,), runs_dir="/tmp/x")
     assert a.training_spec() == b.training_spec()
     assert a.training_spec() != get_config("cpu", lr=0.5).training_spec()
+
+
+def test_weak_and_strong_selections_filter_the_pairs():
+    cfg = get_config("cpu", weak_rungs=["pico"], strong_rungs=["micro", "mini"])
+    assert cfg.pairs() == [("pico", "micro"), ("pico", "mini")]
+    assert get_config("cpu", strong_rungs="mini").pairs() == [("pico", "mini"), ("nano", "mini"), ("micro", "mini")]
+    with pytest.raises(ConfigError, match="invalid weak_rungs='mini'"):
+        get_config("cpu", rungs=["pico", "nano"], weak_rungs=["mini"])
+    assert cfg.training_spec() == get_config("cpu").training_spec()

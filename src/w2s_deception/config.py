@@ -88,6 +88,8 @@ class Config:
 
     profile: str = "cpu"
     rungs: tuple[str, ...] = ()
+    weak_rungs: tuple[str, ...] = ()  # pairs whose weak rung is one of these (empty: any selected rung)
+    strong_rungs: tuple[str, ...] = ()  # pairs whose strong rung is one of these (empty: any)
     seeds: tuple[int, ...] = (0, 1, 2)
     threshold: float = 0.75
     alpha: float = 0.5
@@ -119,6 +121,9 @@ class Config:
         for r in self.rungs:
             _check(r in known, "rungs", r, f"rungs of the {self.profile!r} profile: {known}")
         _check(len(set(self.rungs)) == len(self.rungs), "rungs", self.rungs, "each rung at most once")
+        for name in ("weak_rungs", "strong_rungs"):
+            for r in getattr(self, name):
+                _check(r in self.rungs, name, r, f"one of the selected rungs {list(self.rungs)}")
         _check(len(self.seeds) > 0, "seeds", self.seeds, "at least one seed")
         _check(len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds, "each seed at most once")
         _check(0.5 < self.threshold < 1, "threshold", self.threshold, "T in the open interval (0.5, 1)")
@@ -147,14 +152,18 @@ class Config:
         return [r.name for r in self.ladder].index(name)
 
     def pairs(self) -> list[tuple[str, str]]:
-        """Every (weak, strong) pair of the selected rungs with weak below strong."""
+        """Every (weak, strong) pair of the selected rungs with weak below strong (and in
+        `weak_rungs` / `strong_rungs` where those are given)."""
         chosen = sorted(self.rungs, key=self.rank)
-        return [(w, s) for i, w in enumerate(chosen) for s in chosen[i + 1:]]
+        pairs = [(w, s) for i, w in enumerate(chosen) for s in chosen[i + 1:]]
+        return [(w, s) for w, s in pairs
+                if (not self.weak_rungs or w in self.weak_rungs) and (not self.strong_rungs or s in self.strong_rungs)]
 
     def training_spec(self) -> dict[str, Any]:
         """The fields that determine a trained model's results (the cache key's config part)."""
         d = asdict(self)
-        for presentational in ("profile", "rungs", "seeds", "threshold", "data_dir", "runs_dir", "ladder"):
+        for presentational in ("profile", "rungs", "weak_rungs", "strong_rungs", "seeds", "threshold", "data_dir",
+                               "runs_dir", "ladder"):
             d.pop(presentational)
         return d
 
@@ -207,11 +216,12 @@ def _sequence(name: str, value: Any, scalar: tuple[type, ...], hint: str) -> tup
 def _typed(cfg: Config) -> dict[str, Any]:
     """The type-checked, normalised values of a config's scalar and list fields."""
     out: dict[str, Any] = {}
-    rungs = _sequence("rungs", cfg.rungs or (), (str,),
-                      "a list of rung names, e.g. ['nano', 'mini'] (papermill: -y \"rungs: [nano, mini]\")")
-    for r in rungs:
-        _check(isinstance(r, str), "rungs", r, f"a rung name (str), got {type(r).__name__}")
-    out["rungs"] = rungs
+    for name in ("rungs", "weak_rungs", "strong_rungs"):
+        names = _sequence(name, getattr(cfg, name) or (), (str,),
+                          f"a list of rung names, e.g. ['nano', 'mini'] (papermill: -y \"{name}: [nano, mini]\")")
+        for r in names:
+            _check(isinstance(r, str), name, r, f"a rung name (str), got {type(r).__name__}")
+        out[name] = names
     seeds = _sequence("seeds", cfg.seeds, (numbers.Integral,),
                       "a list of integer seeds, e.g. [0, 1] (papermill: -y \"seeds: [0, 1]\")")
     out["seeds"] = tuple(_as_int("seeds", s) for s in seeds)
