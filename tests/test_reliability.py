@@ -201,7 +201,8 @@ def test_non_finite_loss_names_run_and_step(bad: float) -> None:
 
 def test_non_finite_features_stop_a_scenario_and_leave_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def nan_examples(cfg, rung, split, cache, target=None):
-        return PairExamples(torch.ones(6), torch.zeros(6, dtype=torch.bool), features=torch.full((6, 2, 4), float("nan")))
+        nan = PairExamples(torch.ones(6), torch.zeros(6, dtype=torch.bool), features=torch.full((6, 2, 4), float("nan")))
+        return nan, np.arange(6)
 
     monkeypatch.setattr(E, "_examples", nan_examples)
     cfg = get_config("smoke", runs_dir=str(tmp_path))

@@ -35,25 +35,30 @@ def _base_spec(cfg: Config) -> dict:
     return {"train": cfg.training_spec(), "data": data_fingerprint(cfg.data_dir), "code": code_version(RESULT_MODULES)}
 
 
-def _examples(cfg: Config, rung: str, split: str, cache: RunCache, target: np.ndarray | None = None) -> PairExamples:
-    """A split's pairs for training/scoring: cached features (`head`) or token ids (`full`, `lora`)."""
+def _examples(cfg: Config, rung: str, split: str, cache: RunCache,
+              target: np.ndarray | None = None) -> tuple[PairExamples, np.ndarray]:
+    """A split's pairs for training/scoring — cached features (`head`) or token ids (`full`, `lora`) —
+    and their pair ids, in the same order. `target` defaults to 1 (ground truth)."""
     helpful = split == "helpful"
     if cfg.finetune == "head":
-        feats = torch.tensor(np.load(feature_entry(cfg, rung, split, cache).file("features.npy")))
-        t = torch.ones(len(feats)) if target is None else torch.as_tensor(target, dtype=torch.float32)
-        return PairExamples(t, torch.full((len(feats),), helpful), features=feats)
+        entry = feature_entry(cfg, rung, split, cache)
+        feats = torch.tensor(np.load(entry.file("features.npy")))
+        ids = entry.results["pair_id"].to_numpy()
+        ex = PairExamples(_targets(target, len(ids)), torch.full((len(ids),), helpful), features=feats)
+        return ex, ids
     pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
     tok = load_tokenizer_for(cfg, cfg.rung(rung), cache)
     chosen = [encode_pair(tok, p, c, cfg.max_length)[0] for p, c in zip(pairs["prompt"], pairs["chosen"])]
     rejected = [encode_pair(tok, p, r, cfg.max_length)[0] for p, r in zip(pairs["prompt"], pairs["rejected"])]
-    t = torch.ones(len(chosen)) if target is None else torch.as_tensor(target, dtype=torch.float32)
-    return PairExamples(t, torch.full((len(chosen),), helpful), chosen_ids=chosen, rejected_ids=rejected,
-                        pad_id=tok.pad_token_id)
+    ids = np.asarray(pairs["pair_id"])
+    ex = PairExamples(_targets(target, len(ids)), torch.full((len(ids),), helpful), chosen_ids=chosen,
+                      rejected_ids=rejected, pad_id=tok.pad_token_id)
+    return ex, ids
 
 
-def _pair_ids(cfg: Config, split: str) -> list[int]:
-    """Pair ids of a split, in the order its examples are scored."""
-    return list(load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))["pair_id"])
+def _targets(target: np.ndarray | None, n: int) -> torch.Tensor:
+    """Training targets as a fresh float tensor: the given soft labels, or 1 for ground truth."""
+    return torch.ones(n) if target is None else torch.tensor(np.asarray(target, dtype=np.float32))
 
 
 def _fresh_model(cfg: Config, rung: str, cache: RunCache, hidden: int | None) -> RewardModel:
@@ -76,8 +81,9 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
                                 batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay, desc=desc)
     frames = []
     for split in eval_splits:
-        margin = predict_margins(model, _examples(cfg, rung, split, cache), batch_size=cfg.batch_size * 4)
-        frames.append(pd.DataFrame({"split": split, "pair_id": _pair_ids(cfg, split), "margin": margin,
+        ev, ids = _examples(cfg, rung, split, cache)
+        margin = predict_margins(model, ev, batch_size=cfg.batch_size * 4)
+        frames.append(pd.DataFrame({"split": split, "pair_id": ids, "margin": margin,
                                     "confidence": sigmoid(margin)}))
     extras = {"losses": losses}
     if cfg.finetune == "head":  # a few hundred numbers: kept so any score can be recomputed from features
@@ -90,7 +96,7 @@ def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).spec(), "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
-        ex = _examples(cfg, rung, "train_gt", cache)
+        ex, _ = _examples(cfg, rung, "train_gt", cache)
         return _train_and_predict(cfg, rung, ex, "no_conflict", 0.0, seed, cache, HARMLESS, f"GT {rung} s{seed}")
 
     return cache.get_or_compute("rm", spec, compute)
@@ -112,9 +118,9 @@ def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, ca
             "objective": objective, "alpha": alpha, "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
-        ex = _examples(cfg, strong, "train_w2s", cache, target=teacher_labels(teacher))
+        ex, _ = _examples(cfg, strong, "train_w2s", cache, target=teacher_labels(teacher))
         if objective in ("implicit", "adaptive"):
-            ex = PairExamples.concat(ex, _examples(cfg, strong, "helpful", cache))
+            ex = PairExamples.concat(ex, _examples(cfg, strong, "helpful", cache)[0])
         return _train_and_predict(cfg, strong, ex, objective, alpha, seed, cache, ("test",),
                                   f"W2S {weak}->{strong} {objective} s{seed}")
 
