@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +257,3 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
         _check(key in fields, "parameter", key, f"one of {sorted(fields)}")
     values = {**_PROFILE_DEFAULTS[profile], **{k: v for k, v in overrides.items() if v is not None}}
     return Config(profile=profile, **values)
-
-
-def with_overrides(cfg: Config, **changes: Any) -> Config:
-    """A copy of `cfg` with some fields changed (re-validated)."""
-    return replace(cfg, **changes)
