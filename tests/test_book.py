@@ -1,24 +1,51 @@
-"""The book build (`w2s_deception.book`) on a throwaway repo root with two tiny chapters.
+"""The book build (`w2s_deception.book`) on a throwaway repo root with tiny chapters.
 
-`good` prints something derived from its `profile` parameter; `bad` raises. Neither name is in
-`experiments.CHAPTER_RUNS`, so nothing trains. The HTML is built once (the slow part).
+`good` prints something derived from its `profile` parameter; `bad` raises; `toy` draws a chart,
+links its results and records a verdict. None is in `experiments.CHAPTER_RUNS`, so nothing
+trains. The HTML is built once (the slow part), for the real book plus `good` and `toy`.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+import shlex
 import shutil
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
+import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from w2s_deception.book import ChapterError, check_parameters, main
+from w2s_deception.book import (
+    VERDICTS_END,
+    VERDICTS_START,
+    ChapterError,
+    check_parameters,
+    main,
+    render_verdicts,
+    toc_paths,
+    update_intro,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 GOOD = 'print(f"chapter ran with profile {profile.upper()}")'
+TOY = """\
+import altair as alt
+import pandas as pd
+from IPython.display import display
+from w2s_deception.charts import show
+from w2s_deception.notebook import record_verdicts, results_link
+
+table = pd.DataFrame({"model": ["gt", "gt"], "pair_id": [0, 1], "confidence": [0.25, 1 / 3]})
+display(show(alt.Chart(table).mark_point().encode(x="pair_id:Q", y="confidence:Q").properties(title="toy")))
+display(results_link("toy", table))
+record_verdicts("toy", pd.DataFrame([{"claim": "A toy claim", "verdict": "reproduced", "evidence": "2 pairs"}]),
+                profile)
+"""
 BAD = 'raise ValueError("deliberate failure")'
 # A script or stylesheet loaded from outside the site: http(s):// or protocol-relative //.
 EXTERNAL = re.compile(
@@ -139,10 +166,30 @@ def test_parameters_cell_must_declare_every_parameter(
     assert not (root / "book" / "noprofile.ipynb").exists()
 
 
+def real_chapters() -> list[str]:
+    """The real book's chapter files (`book/<name>`), in reading order."""
+    return toc_paths(REPO)[1]
+
+
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One full build (execute + HTML) of a book whose only chapter is `good`."""
-    root = make_root(tmp_path_factory.mktemp("site"), ["good"])
+    """One full build (execute + HTML) of the real book — its intro and every chapter of its toc —
+    followed by the test chapters `good` and `toy`.
+
+    The real chapters enter as already executed: their smoke outputs stored in `notebooks/`,
+    which nbval proves current, so nothing is executed twice. `good` and `toy` are executed by
+    the build, so `toy`'s results CSV and verdict go through the same path a real chapter's do.
+    """
+    root = make_root(tmp_path_factory.mktemp("site"), [])
+    notebook(root / "notebooks" / "toy.ipynb", TOY)
+    toc = ("format: jb-book\nroot: book/intro\nchapters:\n"
+           + "".join(f"  - file: {file}\n" for file in [*real_chapters(), "book/good", "book/toy"]))
+    (root / "_toc.yml").write_text(toc, encoding="utf-8")
+    shutil.copy(REPO / "book" / "intro.md", root / "book" / "intro.md")
+    for file in real_chapters():
+        stored, page = REPO / "notebooks" / f"{Path(file).name}.ipynb", REPO / f"{file}.md"
+        source = stored if stored.is_file() else page
+        shutil.copy(source, root / Path(file).parent / source.name)
     assert main(["--profile", "smoke"], root=root) == 0
     return root / "_build" / "html"
 
@@ -165,3 +212,129 @@ def test_built_pages_load_nothing_from_outside_the_site(built_site: Path) -> Non
         for page in pages
     }
     assert {page: urls for page, urls in external.items() if urls} == {}
+
+
+def test_intro_lists_every_recorded_verdict_with_a_link(built_site: Path) -> None:
+    """The build wrote `toy`'s verdict, its profile and a link to it into the intro."""
+    intro = (built_site / "book" / "intro.html").read_text(encoding="utf-8")
+    row = re.search(r"<tr[^>]*>\s*<td><p>A toy claim</p></td>(.*?)</tr>", intro, re.DOTALL)
+    assert row, "the toy chapter's verdict is not in the intro's table"
+    assert "<strong>reproduced</strong>" in row[1] and "2 pairs" in row[1] and "smoke" in row[1], row[1]
+    assert 'href="toy.html"' in row[1], row[1]
+
+
+def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
+    """`toy`'s results link points at the CSV the chapter wrote, served from `_static/results/`."""
+    page = built_site / "book" / "toy.html"
+    hrefs = re.findall(r'href="([^"]*_static/results/[^"]*)"', page.read_text(encoding="utf-8"))
+    assert hrefs == ["../_static/results/toy.csv"], hrefs
+    csv = (page.parent / hrefs[0]).resolve()
+    assert csv.read_text(encoding="utf-8") == "model,pair_id,confidence\ngt,0,0.25\ngt,1,0.333333\n"
+
+
+# ---------------------------------------------------------------------------
+# The intro's verdict table, from hand-made inputs.
+# ---------------------------------------------------------------------------
+
+def verdicts_payload(chapter: str, profile: str | None, *rows: tuple[str, str, str]) -> dict:
+    """What `record_verdicts` stores for `rows` of (claim, verdict, evidence)."""
+    return {"chapter": chapter, "profile": profile,
+            "verdicts": [dict(zip(("claim", "verdict", "evidence"), row)) for row in rows]}
+
+
+def test_render_verdicts_table() -> None:
+    """One row per claim, chapters in the given order, `{doc}` links, table syntax escaped."""
+    table = render_verdicts([
+        ("reward_modeling", verdicts_payload("reward_modeling", "cpu",
+                                             ("Deception exists", "reproduced", "5 above, 0 below of 6 cells"),
+                                             ("DS grows | gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]"))),
+        ("parts/po", verdicts_payload("po", None, ("PO deceives too", "not reproduced", "0 above"))),
+    ])
+    assert table == "\n".join([
+        "| claim | verdict | evidence | chapter | profile |",
+        "|---|---|---|---|---|",
+        "| Deception exists | **reproduced** | 5 above, 0 below of 6 cells | {doc}`reward_modeling` | cpu |",
+        "| DS grows \\| gap | **inconclusive** | slope 0.010, 95% [-0.002, 0.020] | {doc}`reward_modeling` | cpu |",
+        "| PO deceives too | **not reproduced** | 0 above | {doc}`parts/po` | — |",
+    ])
+    assert render_verdicts([]).startswith("*No chapter has recorded verdicts yet")
+
+
+def executed_chapter(path: Path, payload: dict | None) -> None:
+    """An executed notebook at `path` whose last output carries `payload` as recorded verdicts."""
+    output = nbformat.v4.new_output("execute_result", data={"text/plain": "verdicts"}, execution_count=1,
+                                    metadata={"w2s_deception_verdicts": payload} if payload else {})
+    cell = new_code_cell("record_verdicts(...)", outputs=[output], execution_count=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {path.stem}"), cell]), path)
+
+
+def test_update_intro_rewrites_only_between_the_markers(tmp_path: Path) -> None:
+    """The table is regenerated from the executed chapters in toc order; the rest of the page and
+    chapters without verdicts are left alone; a page without markers is not touched."""
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/b\n  - file: book/a.ipynb\n"
+        "  - file: book/page\n  - file: book/silent\n", encoding="utf-8")
+    executed_chapter(tmp_path / "book" / "a.ipynb", verdicts_payload("a", "smoke", ("claim A", "reproduced", "e")))
+    executed_chapter(tmp_path / "book" / "b.ipynb", verdicts_payload("b", "smoke", ("claim B", "inconclusive", "f")))
+    executed_chapter(tmp_path / "book" / "silent.ipynb", None)
+    (tmp_path / "book" / "page.md").write_text("# A page\n", encoding="utf-8")
+    intro = tmp_path / "book" / "intro.md"
+    intro.write_text(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\nstale table\n{VERDICTS_END}\n\nAfter.\n", encoding="utf-8")
+
+    assert update_intro(tmp_path)
+    text = intro.read_text(encoding="utf-8")
+    assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n| claim |") and text.endswith(
+        f"|\n{VERDICTS_END}\n\nAfter.\n")
+    assert "stale" not in text
+    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].strip().splitlines()[2:]  # after the header
+    assert rows == ["| claim B | **inconclusive** | f | {doc}`b` | smoke |",
+                    "| claim A | **reproduced** | e | {doc}`a` | smoke |"]
+    assert update_intro(tmp_path) and intro.read_text(encoding="utf-8") == text  # idempotent
+
+    intro.write_text("# Intro without markers\n", encoding="utf-8")
+    assert not update_intro(tmp_path)
+    assert intro.read_text(encoding="utf-8") == "# Intro without markers\n"
+
+
+# ---------------------------------------------------------------------------
+# What every chapter notebook offers its reader (checked on the sources in notebooks/).
+# ---------------------------------------------------------------------------
+
+def chapter_sources() -> list[Path]:
+    """The notebooks of the real book's chapters, in toc order."""
+    paths = [REPO / "notebooks" / f"{Path(file).name}.ipynb" for file in real_chapters()]
+    return [path for path in paths if path.is_file()]
+
+
+@pytest.mark.parametrize("source", chapter_sources(), ids=lambda path: path.stem)
+def test_papermill_reads_every_parameter(source: Path) -> None:
+    """papermill sees each name the parameters cell assigns (it skips a line with a second `=`,
+    even in a comment, and then calls that parameter unknown)."""
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    assert list(papermill.inspect_notebook(str(source))) == assigned
+
+
+@pytest.mark.parametrize("source", chapter_sources(), ids=lambda path: path.stem)
+def test_chapter_quotes_its_claim_gives_its_command_and_links_its_results(source: Path) -> None:
+    """A quoted claim; a papermill command from notebooks/ into book/ with declared parameters
+    only; a link to the per-pair results; verdicts recorded for the intro."""
+    nb = nbformat.read(source, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert re.search(r'^> "', markdown, re.MULTILINE), "no quoted claim (a '> \"...\"' line)"
+    commands = [line for line in markdown.splitlines() if line.startswith("papermill ")]
+    assert commands, "no papermill command to re-run the chapter"
+    declared = set(papermill.inspect_notebook(str(source)))
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[1:3] == [f"notebooks/{source.name}", f"book/{source.name}"], command
+        names = [argv[i + 1] for i, arg in enumerate(argv) if arg in ("-p", "--parameters")]
+        names += [key for i, arg in enumerate(argv) if arg in ("-y", "--parameters_yaml")
+                  for key in yaml.safe_load(argv[i + 1])]
+        assert set(names) <= declared, f"{command}: undeclared {sorted(set(names) - declared)}"
+    assert f'results_link("{source.stem}", ' in code, "no results_link call for this chapter"
+    assert f'record_verdicts("{source.stem}", ' in code, "no record_verdicts call for this chapter"

@@ -19,12 +19,14 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillException, PapermillExecutionError
 
 from w2s_deception.charts import write_vega_bundle
+from w2s_deception.notebook import VERDICT_COLUMNS, VERDICTS_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = "python3"
 STATIC_DIR = Path("book/_static")  # served as _static/ (html_static_path in _config.yml)
 _VOLATILE = ("start_time", "end_time", "duration", "input_path", "output_path")
 _INSERTED = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds
+VERDICTS_START, VERDICTS_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 
 
 class ChapterError(Exception):
@@ -40,10 +42,16 @@ def toc_files(entries: Sequence[dict[str, Any]]) -> Iterator[str]:
             yield from toc_files(entry.get(key, []))
 
 
-def toc_chapters(root: Path) -> list[str]:
-    """Chapter names (file stems) listed in `_toc.yml`, root page first."""
+def toc_paths(root: Path) -> tuple[str, list[str]]:
+    """The root page and the chapter files of `_toc.yml`, relative to `root`, without suffix."""
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    return [Path(file).stem for file in toc_files([toc])]
+    page, *files = (f.removesuffix(".md").removesuffix(".ipynb") for f in [toc["root"], *toc_files([toc])])
+    return page, files
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """Chapter names (file stems) listed in `_toc.yml`, in reading order."""
+    return [Path(file).stem for file in toc_paths(root)[1]]
 
 
 def check_kernel() -> None:
@@ -119,11 +127,16 @@ def prepare_chapter(name: str, profile: str) -> None:
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
-    """Execute `notebooks/<name>.ipynb` in place under the smoke profile: the outputs nbval checks."""
+    """Execute `notebooks/<name>.ipynb` in place under the smoke profile: the outputs nbval checks.
+
+    Run in `notebooks/`, the folder nbval runs them in, so chapters write nothing into `book/`
+    (`w2s_deception.notebook.book_root`).
+    """
     os.environ["W2S_PROFILE"] = "smoke"  # read by each notebook's parameters cell
     for name in names:
         path = root / "notebooks" / f"{name}.ipynb"
-        papermill.execute_notebook(str(path), str(path), kernel_name=KERNEL, cwd=str(root), progress_bar=False)
+        papermill.execute_notebook(str(path), str(path), kernel_name=KERNEL, cwd=str(path.parent),
+                                   progress_bar=False)
         normalise(path)
         nb = nbformat.read(path, as_version=4)
         nb.metadata.pop("papermill", None)
@@ -131,6 +144,58 @@ def store_test_outputs(root: Path, names: Sequence[str]) -> None:
             cell.metadata.pop("papermill", None)
         nbformat.write(nb, path)
         print(f"stored smoke outputs of {name}", flush=True)
+
+
+def chapter_verdicts(path: Path) -> dict[str, Any] | None:
+    """The verdicts an executed chapter recorded (`notebook.record_verdicts`; the last if several)."""
+    found = None
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            found = out.get("metadata", {}).get(VERDICTS_KEY, found)
+    return found
+
+
+def _cell(text: Any) -> str:
+    """Text made safe for one cell of a Markdown table."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def render_verdicts(records: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """Markdown table claim → verdict → chapter from `(doc path, recorded verdicts)` pairs, in order.
+
+    The doc path is the chapter's file relative to the intro page, without suffix; the chapter
+    column links to it with `{doc}`, which shows the chapter's title.
+    """
+    rows = [(doc, payload.get("profile"), row) for doc, payload in records for row in payload["verdicts"]]
+    if not rows:
+        return "*No chapter has recorded verdicts yet: build the book with `python -m w2s_deception.book`.*"
+    lines = ["| claim | verdict | evidence | chapter | profile |", "|---|---|---|---|---|"]
+    for doc, profile, row in rows:
+        claim, verdict, evidence = (_cell(row[c]) for c in VERDICT_COLUMNS)
+        lines.append(f"| {claim} | **{verdict}** | {evidence} | {{doc}}`{doc}` | {_cell(profile or '—')} |")
+    return "\n".join(lines)
+
+
+def update_intro(root: Path) -> bool:
+    """Regenerate the verdicts table between the markers of the book's root page from the executed
+    chapters in `book/`; False (and nothing written) when the page has no markers."""
+    page, files = toc_paths(root)
+    intro = root / f"{page}.md"
+    text = intro.read_text(encoding="utf-8") if intro.is_file() else ""
+    if VERDICTS_START not in text or VERDICTS_END not in text:
+        return False
+    records = []
+    for file in files:
+        executed = root / f"{file}.ipynb"
+        payload = chapter_verdicts(executed) if executed.is_file() else None
+        if payload:
+            records.append((os.path.relpath(root / file, intro.parent), payload))
+    head, rest = text.split(VERDICTS_START, 1)
+    _, tail = rest.split(VERDICTS_END, 1)
+    new = f"{head}{VERDICTS_START}\n{render_verdicts(records)}\n{VERDICTS_END}{tail}"
+    if new != text:
+        intro.write_text(new, encoding="utf-8")
+    return True
 
 
 def build_html(root: Path) -> int:
@@ -175,6 +240,7 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
                 print("HTML not built: fix the chapter above and rerun.", file=sys.stderr)
                 return 1
             print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
+    update_intro(root)
     return 0 if args.skip_html else build_html(root)
 
 

@@ -1,8 +1,15 @@
-"""Chapter set-up: executed notebooks carry results only, so re-runs compare equal under nbval."""
+"""Chapter helpers: quiet set-up (executed notebooks carry results only, so re-runs compare equal
+under nbval), and what a chapter hands to the book: its verdicts and its per-pair results."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is imported by quiet_chapter, after warnings are silenced
+    import pandas as pd
 
 
 def quiet_chapter() -> None:
@@ -22,3 +29,79 @@ def quiet_chapter() -> None:
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     pd.set_option("display.precision", 3)
+
+
+# ---------------------------------------------------------------------------
+# What a chapter hands to the rest of the book: its verdicts (summarised in the
+# intro by `w2s_deception.book`) and its per-pair results (a CSV under _static).
+# ---------------------------------------------------------------------------
+
+VERDICTS_KEY = "w2s_deception_verdicts"  # output metadata key (ignored by renderers and by nbval)
+VERDICT_COLUMNS = ("claim", "verdict", "evidence")
+RESULTS_DIR = Path("book/_static/results")  # served as _static/results/ (html_static_path in _config.yml)
+RESULTS_URL = "../_static/results"  # from a chapter page, _build/html/book/<chapter>.html
+
+
+@dataclass(frozen=True)
+class Display:
+    """Notebook display data: a MIME bundle (each front end picks what it can show) and metadata."""
+
+    bundle: dict[str, Any]
+    metadata: dict[str, Any] | None = None
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        """The bundle, with the metadata when there is some."""
+        return (self.bundle, self.metadata) if self.metadata else self.bundle
+
+
+def book_root(cwd: Path | None = None) -> Path | None:
+    """The repository root when the kernel runs in it (it holds `_toc.yml` and `book/`), else None.
+
+    `python -m w2s_deception.book` and the chapters' `papermill` command (run from the repository
+    root) execute chapters there; nbval and `--store-test-outputs` run them in `notebooks/`, as
+    does Jupyter opened on a notebook, so tests never overwrite what the book links to.
+    """
+    cwd = Path.cwd() if cwd is None else cwd
+    return cwd if (cwd / "_toc.yml").is_file() and (cwd / "book").is_dir() else None
+
+
+def record_verdicts(chapter: str, verdicts: pd.DataFrame, profile: str | None = None) -> Display:
+    """Show a chapter's verdicts table and tag it, so the book build can list it in the intro.
+
+    `verdicts` has one row per claim with columns claim, verdict and evidence (strings). The
+    table is displayed as a DataFrame would be; the same rows travel in the output's metadata
+    under `VERDICTS_KEY`, which `w2s_deception.book` reads from the executed chapter in `book/`.
+    """
+    missing = [c for c in VERDICT_COLUMNS if c not in verdicts.columns]
+    if missing:
+        raise ValueError(f"{chapter}: verdicts table lacks columns {missing}; expected {list(VERDICT_COLUMNS)}")
+    rows = [{c: str(row[c]) for c in VERDICT_COLUMNS} for _, row in verdicts.iterrows()]
+    payload = {"chapter": chapter, "profile": profile, "verdicts": rows}
+    return Display({"text/html": verdicts._repr_html_(), "text/plain": repr(verdicts)}, {VERDICTS_KEY: payload})
+
+
+def write_results(table: pd.DataFrame, path: Path, decimals: int = 6) -> Path:
+    """Write `table` as CSV with floats rounded to `decimals` places (byte-identical for equal tables)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.round(decimals).to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None) -> Display:
+    """Write a chapter's per-pair results to `book/_static/results/<chapter>.csv` and link to it.
+
+    Written only when the chapter runs in the book (`book_root`); elsewhere only the link is
+    shown, so test runs leave the book's file alone. The link is relative to the chapter's page
+    in the built HTML (`book/<chapter>.html` → `_static/results/<chapter>.csv`).
+    """
+    root = book_root() if root is None else root
+    name = f"{chapter}.csv"
+    if root is not None:
+        write_results(table, root / RESULTS_DIR / name)
+    columns = ", ".join(table.columns)
+    url = f"{RESULTS_URL}/{name}"
+    markdown = (f"Per-pair results of this run: [`{name}`]({url}) ({len(table):,} rows; columns {columns}; "
+                "floats rounded to 6 decimals).")
+    html = (f'<p>Per-pair results of this run: <a href="{url}"><code>{name}</code></a> ({len(table):,} rows; '
+            f"columns {columns}; floats rounded to 6 decimals).</p>")
+    return Display({"text/html": html, "text/markdown": markdown, "text/plain": f"Per-pair results: {url}"})
