@@ -2,15 +2,20 @@
 
 `good` prints something derived from its `profile` parameter; `bad` raises; `toy` draws a chart,
 links its results and records a verdict. None is in `experiments.CHAPTER_RUNS`, so nothing
-trains. The HTML is built once (the slow part), for the real book plus `good` and `toy`.
+trains. The HTML is built once (the slow part), for the real book plus `good` and `toy`, and
+every page is opened in headless Chromium.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -230,6 +235,124 @@ def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
     assert hrefs == ["../_static/results/toy.csv"], hrefs
     csv = (page.parent / hrefs[0]).resolve()
     assert csv.read_text(encoding="utf-8") == "model,pair_id,confidence\ngt,0,0.25\ngt,1,0.333333\n"
+
+
+# ---------------------------------------------------------------------------
+# Every page of the built book in headless Chromium: each chart drew, and nothing was requested
+# from outside the site. External hosts are made unresolvable (so a chart that needs a CDN also
+# fails to draw, with or without internet), and Chromium's NetLog records every request that
+# goes through the network stack — i.e. everything but file:// — which must be none.
+# ---------------------------------------------------------------------------
+
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--virtual-time-budget=5000", "--host-resolver-rules=MAP * ~NOTFOUND")
+# Known and harmless: sphinx-thebe declares THEBE_JS_URL in two inline scripts on every page.
+KNOWN_JS_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "chrome-extension:", "devtools:")
+# A chart: a <div id=...> directly followed by the script that calls vegaEmbed on it (ours, from
+# charts.show, and Altair's own HTML renderer alike).
+CHART = re.compile(r"""<div id="([^"]+)"[^>]*>\s*</div>\s*<script\b[^>]*>((?:(?!</script>).)*)</script>""",
+                   re.DOTALL)
+
+
+def browser() -> str:
+    """A headless Chromium on PATH; fails (never skips: CI must run this test) when there is none."""
+    found = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
+    if found is None:
+        pytest.fail(f"no headless Chromium on PATH (looked for {', '.join(BROWSERS)}); install one, e.g. "
+                    "`apt-get install -y chromium-headless-shell` (Debian; .ci/run does this)", pytrace=False)
+    return found
+
+
+def net_log_urls(path: Path) -> set[str]:
+    """Every URL in a Chromium NetLog file (closed by hand if Chromium exited before finishing it)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:
+        log = json.loads(text.rstrip().rstrip(",") + "]}")
+    return {event["params"]["url"] for event in log.get("events", []) if "url" in event.get("params", {})}
+
+
+class Drawn(HTMLParser):
+    """Walk a DOM dump; for each element whose id is in `ids`, note whether a chart drew in it:
+    an <svg class="marks"> with a positive size and at least one path, or a sized <canvas>."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self, ids: set[str]) -> None:
+        super().__init__()
+        self.ids, self.drawn, self.open = ids, {i: False for i in ids}, []  # open: [id, depth, svg_ok]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        for frame in self.open:
+            sized = all((a.get(k) or "0").isdigit() and int(a.get(k) or "0") > 0 for k in ("width", "height"))
+            if tag == "svg" and "marks" in (a.get("class") or "").split() and sized:
+                frame[2] = True
+            if (tag == "path" and frame[2]) or (tag == "canvas" and sized):
+                self.drawn[frame[0]] = True
+        if tag in self.VOID:
+            return
+        for frame in self.open:
+            frame[1] += 1
+        if a.get("id") in self.ids:
+            self.open.append([a["id"], 1, False])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        for frame in self.open:
+            frame[1] -= 1
+        self.open = [frame for frame in self.open if frame[1] > 0]
+
+
+def open_in_browser(page: Path, scratch: Path) -> dict:
+    """Load `page` in headless Chromium; its charts, which drew, its requests and its JS errors."""
+    charts = {m[1] for m in CHART.finditer(page.read_text(encoding="utf-8")) if "vegaEmbed" in m[2]}
+    scratch.mkdir(parents=True)
+    net_log = scratch / "netlog.json"
+    run = subprocess.run(
+        [browser(), *BROWSER_FLAGS, f"--user-data-dir={scratch / 'profile'}", f"--log-net-log={net_log}",
+         "--enable-logging=stderr", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+    parser = Drawn(charts)
+    parser.feed(run.stdout)
+    return {"returncode": run.returncode, "charts": charts,
+            "not_drawn": sorted(i for i, ok in parser.drawn.items() if not ok),
+            "external": sorted(u for u in net_log_urls(net_log) if not u.startswith(LOCAL_SCHEMES)),
+            "js_errors": [line for line in run.stderr.splitlines()
+                          if "Uncaught" in line and not any(known in line for known in KNOWN_JS_ERRORS)]}
+
+
+@pytest.fixture(scope="module")
+def browsed(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Every page of the toc (intro, the real chapters, `good`, `toy`) opened once, two at a time."""
+    browser()  # fail before starting any page when there is none
+    scratch = tmp_path_factory.mktemp("browser")
+    pages = ["book/intro", *real_chapters(), "book/good", "book/toy"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = pool.map(lambda p: open_in_browser(built_site / f"{p}.html", scratch / p.replace("/", "_")),
+                           pages)
+        return dict(zip(pages, results))
+
+
+def test_every_chart_draws_in_a_browser(browsed: dict[str, dict]) -> None:
+    """Chromium loaded each page and every chart on it drew (no JS error either)."""
+    assert {page: r["returncode"] for page, r in browsed.items() if r["returncode"]} == {}
+    assert browsed["book/toy"]["charts"], "the toy chapter's chart was not found in its page"
+    for chapter in real_chapters():  # a chapter whose stored outputs show charts must show them
+        stored = (REPO / "notebooks" / f"{Path(chapter).name}.ipynb")
+        if stored.is_file() and "vegaEmbed" in stored.read_text(encoding="utf-8"):
+            assert browsed[chapter]["charts"], f"{chapter}: no chart found in the built page"
+    assert {page: r["not_drawn"] for page, r in browsed.items() if r["not_drawn"]} == {}
+    assert {page: r["js_errors"] for page, r in browsed.items() if r["js_errors"]} == {}
+
+
+def test_pages_request_nothing_outside_the_site(browsed: dict[str, dict]) -> None:
+    """No page asked for anything but local files (a CDN script, font, image or beacon fails this)."""
+    assert {page: r["external"] for page, r in browsed.items() if r["external"]} == {}
 
 
 # ---------------------------------------------------------------------------
