@@ -150,3 +150,59 @@ def rung_table(long: pd.DataFrame, rungs: Sequence[str], T: float) -> pd.DataFra
         known = float(np.mean([M.known(c, T).mean() for c in confs])) if confs else float("nan")
         rows.append({"rung": rung, **accuracy_row(confs), "known_share": known})
     return pd.DataFrame(rows)
+
+
+def tax_table(long: pd.DataFrame, pairs: Sequence[tuple[str, str]], objectives: Sequence[str], T: float) -> pd.DataFrame:
+    """Conflict tax per area (App. L): the share of each cell's flips in each of the four areas,
+    mean over seeds with pair-bootstrap intervals (one row per weak × strong × objective × area)."""
+    rows = []
+    for weak, strong in pairs:
+        s_gt, w_gt = _confs(long, "gt", strong, strong), _confs(long, "gt", weak, weak)
+        ref = _confs(long, "no_conflict", weak, strong)
+        for obj in objectives:
+            args = list(zip(*_by_seed(ref, _confs(long, obj, weak, strong), s_gt, w_gt)))
+            for area in M.AREAS:
+                share = summarise(lambda r, c, s, w, a=area: M.conflict_tax_per_area(r, c, s, w, T)[a], args)
+                rows.append({"weak": weak, "strong": strong, "objective": obj, "area": area,
+                             "share": share["mean"], "lo": share["lo"], "hi": share["hi"]})
+    return pd.DataFrame(rows)
+
+
+def deception_verdicts(ds: pd.DataFrame, rank: Callable[[str], int], faster_than_area: bool = False) -> pd.DataFrame:
+    """The chapters' verdicts from a DS table: *deception exists* (most cells' DS − null interval above
+    0, none below) and, per objective, *DS grows with the capability gap* (slope interval > 0); with
+    `faster_than_area`, also *DS grows faster than the Sk∩Wuk area* (slope of DS − null > 0, Fig. 8)."""
+    cells = list(ds["vs_null"])
+    above, below = cells.count("above"), cells.count("below")
+    rows = [{"claim": "Deception exists (DS above the null), " + " + ".join(ds["objective"].unique()),
+             "verdict": claim_verdict(cells),
+             "evidence": f"{above} above, {below} below, {len(cells) - above - below} inconclusive of {len(cells)} cells"}]
+    claims = [("DS", "DS grows with the capability gap")]
+    if faster_than_area:
+        claims.append(("excess", "DS grows faster than the Sk∩Wuk area"))
+    for value, claim in claims:
+        for obj, table in ds.groupby("objective", sort=False):
+            trend = gap_trend(table, value, rank)
+            verdict = {"above": "reproduced", "below": "not reproduced"}.get(
+                interval_verdict(trend["lo"], trend["hi"]), "inconclusive")
+            rows.append({"claim": f"{claim} ({obj})", "verdict": verdict,
+                         "evidence": f"slope {trend['slope']:.3f} per rung, 95% [{trend['lo']:.3f}, {trend['hi']:.3f}], "
+                                     f"{trend['n_cells']} cells"})
+    return pd.DataFrame(rows)
+
+
+def case_studies(long: pd.DataFrame, weak: str, strong: str, objective: str, T: float, seed: int,
+                 texts: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Test pairs of one run that flip under conflict inside Sk∩Wuk (the paper's Table 1), with the
+    four confidences; `texts` holds pair_id, prompt, chosen, rejected. The n most confident flips."""
+    def conf(model: str, w: str, s: str) -> np.ndarray:
+        return _confs(long, model, w, s)[seed]
+
+    m_w, m_s = conf("gt", weak, weak), conf("gt", strong, strong)
+    m_ref, m_conf = conf("no_conflict", weak, strong), conf(objective, weak, strong)
+    ids = np.sort(long.loc[(long["model"] == "gt") & (long["weak"] == weak) & (long["seed"] == seed), "pair_id"].unique())
+    hit = M.flips(m_ref, m_conf) & M.areas(m_s, m_w, T)["SkWuk"]
+    table = pd.DataFrame({"pair_id": ids[hit], "M_w^gt": m_w[hit], "M_s^gt": m_s[hit], "M_s^w (no conflict)": m_ref[hit],
+                          f"M_s^w ({objective})": m_conf[hit]})
+    table = table.merge(texts[["pair_id", "prompt", "chosen", "rejected"]], on="pair_id")
+    return table.sort_values("M_s^gt", ascending=False).head(n).reset_index(drop=True)

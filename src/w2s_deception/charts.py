@@ -167,3 +167,22 @@ def ds_chart(ds: pd.DataFrame, title: str) -> alt.FacetChart:
         y=alt.Y("value:Q", title="deception score / null"), **enc)
     return alt.layer(layer, data=data).properties(width=200, height=200).facet(
         column=alt.Column("weak:N", title=None)).properties(title=title)
+
+
+AREA_LABELS = {"SkWk": "Sk∩Wk", "SkWuk": "Sk∩Wuk", "SukWk": "Suk∩Wk", "SukWuk": "Suk∩Wuk"}
+
+
+def tax_chart(tax: pd.DataFrame, title: str) -> alt.FacetChart:
+    """App. L style: the share of flips in each knowledge area, stacked per weak → strong cell."""
+    order = list(AREA_LABELS.values())
+    data = tax.assign(pair=tax["weak"] + " → " + tax["strong"], area=tax["area"].map(AREA_LABELS),
+                      area_rank=tax["area"].map({a: i for i, a in enumerate(AREA_LABELS)}))
+    tips = ["pair:N", "objective:N", "area:N", alt.Tooltip("share:Q", format=_FMT), alt.Tooltip("lo:Q", format=_FMT),
+            alt.Tooltip("hi:Q", format=_FMT)]
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("pair:N", title="weak → strong", sort=list(dict.fromkeys(data["pair"]))),
+        y=alt.Y("share:Q", title="share of flips (mean over seeds)", stack="normalize"),
+        color=alt.Color("area:N", sort=order, scale=alt.Scale(domain=order, range=["#9ecae1", "#d62728", "#bdbdbd",
+                                                                                  "#636363"])),
+        order=alt.Order("area_rank:Q"), tooltip=tips,
+    ).properties(width=220, height=200).facet(column=alt.Column("objective:N", title=None)).properties(title=title)

@@ -12,6 +12,7 @@ from typing import Any
 PROFILES = ("cpu", "smoke", "paper")
 OBJECTIVES = ("no_conflict", "explicit", "implicit", "adaptive")
 FINETUNE = ("head", "full", "lora")
+PO_METHODS = ("simpo", "dpo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -107,6 +108,19 @@ class Config:
     n_helpful: int = 4000
     pretrain_batch: int = 32
     pretrain_lr: float = 3e-3
+    # preference optimisation (SFT, then SimPO or DPO) of whole policies; SPEC §2
+    po_finetune: str = "full"  # "full" or "lora" (App. H: r = 8, alpha = 16, attention + MLP)
+    # cpu: not tuned (no validation sweep yet); one value between the probed 3e-4 (policies barely
+    # move in one epoch of 16 steps) and 2e-3 (the largest rung's loss rose)
+    sft_lr: float = 1e-3
+    po_lr: float = 1e-3
+    po_epochs: int = 1  # SimPO
+    dpo_epochs: int = 3
+    simpo_beta: float = 2.0
+    simpo_gamma: float = 1.0
+    dpo_beta: float = 0.1
+    po_pairs: int | None = 500  # cap per harmless split, test included (None: all 4,000)
+    po_helpful: int = 500  # helpful pairs mixed in by the implicit objective
     ladder: tuple[Rung, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -129,11 +143,15 @@ class Config:
         _check(0.5 < self.threshold < 1, "threshold", self.threshold, "T in the open interval (0.5, 1)")
         _check(self.alpha >= 0, "alpha", self.alpha, "alpha >= 0")
         _check(self.finetune in FINETUNE, "finetune", self.finetune, f"one of {FINETUNE}")
+        _check(self.po_finetune in FINETUNE[1:], "po_finetune", self.po_finetune, f"one of {FINETUNE[1:]}")
         for name in INT_FIELDS:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        _check(self.n_pairs is None or self.n_pairs >= 1, "n_pairs", self.n_pairs, "None or an integer >= 1")
-        _check(self.lr > 0, "lr", self.lr, "a positive learning rate")
-        _check(self.pretrain_lr > 0, "pretrain_lr", self.pretrain_lr, "a positive learning rate")
+        for name in ("n_pairs", "po_pairs"):
+            _check(getattr(self, name) is None or getattr(self, name) >= 1, name, getattr(self, name),
+                   "None or an integer >= 1")
+        for name in ("lr", "pretrain_lr", "sft_lr", "po_lr", "simpo_beta", "dpo_beta"):
+            _check(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
+        _check(self.simpo_gamma >= 0, "simpo_gamma", self.simpo_gamma, "simpo_gamma >= 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "weight_decay >= 0")
         scratch = [r for r in self.rungs if self.rung(r).source == "scratch"]
         _check(not scratch or self.max_length <= SCRATCH_CONTEXT, "max_length", self.max_length,
@@ -159,13 +177,15 @@ class Config:
         return [(w, s) for w, s in pairs
                 if (not self.weak_rungs or w in self.weak_rungs) and (not self.strong_rungs or s in self.strong_rungs)]
 
-    def training_spec(self) -> dict[str, Any]:
-        """The fields that determine a trained model's results (the cache key's config part)."""
+    def training_spec(self, scenario: str = "rm") -> dict[str, Any]:
+        """The fields that determine a trained model's results (the cache key's config part), for a
+        reward model (`rm`) or a preference-optimised policy (`po`): each ignores the other's fields."""
         d = asdict(self)
         for presentational in ("profile", "rungs", "weak_rungs", "strong_rungs", "seeds", "threshold", "data_dir",
                                "runs_dir", "ladder"):
             d.pop(presentational)
-        return d
+        other = {"rm": PO_FIELDS, "po": RM_FIELDS}[scenario]
+        return {k: v for k, v in d.items() if k not in other}
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -180,8 +200,14 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 # bools and strings are numbers nowhere. `rungs` takes a list of rung names or one bare name
 # ("nano" means ["nano"]); `seeds` takes a list of integers or one bare integer, never a string
 # ("0,1" is refused: pass a list, e.g. papermill -y "seeds: [0, 1]").
-INT_FIELDS = ("batch_size", "epochs", "max_length", "n_helpful", "pretrain_batch")
-REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay")
+INT_FIELDS = ("batch_size", "epochs", "max_length", "n_helpful", "pretrain_batch", "po_epochs", "dpo_epochs",
+              "po_helpful")
+REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay", "sft_lr", "po_lr", "simpo_beta",
+               "simpo_gamma", "dpo_beta")
+# fields only reward models read, and fields only policies read (each kind's cache key ignores the other's)
+RM_FIELDS = ("finetune", "lr", "epochs", "weight_decay", "n_pairs", "n_helpful")
+PO_FIELDS = ("po_finetune", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma", "dpo_beta",
+             "po_pairs", "po_helpful")
 PATH_FIELDS = ("data_dir", "runs_dir")
 SCRATCH_CONTEXT = 128  # = ladder.BLOCK, the pre-training context of scratch rungs (ladder imports config)
 
@@ -229,10 +255,12 @@ def _typed(cfg: Config) -> dict[str, Any]:
         _check(s >= 0, "seeds", s, "seeds >= 0")
     for name in INT_FIELDS:
         out[name] = _as_int(name, getattr(cfg, name))
-    out["n_pairs"] = None if cfg.n_pairs is None else _as_int("n_pairs", cfg.n_pairs)
+    for name in ("n_pairs", "po_pairs"):
+        out[name] = None if getattr(cfg, name) is None else _as_int(name, getattr(cfg, name))
     for name in REAL_FIELDS:
         out[name] = _as_real(name, getattr(cfg, name))
-    _check(isinstance(cfg.finetune, str), "finetune", cfg.finetune, f"one of {FINETUNE}")
+    for name in ("finetune", "po_finetune"):
+        _check(isinstance(getattr(cfg, name), str), name, getattr(cfg, name), f"one of {FINETUNE}")
     for name in PATH_FIELDS:
         value = getattr(cfg, name)
         _check(value is None or isinstance(value, (str, os.PathLike)), name, value,
@@ -243,8 +271,10 @@ def _typed(cfg: Config) -> dict[str, Any]:
 
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"rungs": tuple(r.name for r in CPU_RUNGS)},
-    "smoke": {"seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64},
-    "paper": {"finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,)},
+    "smoke": {"seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
+              "dpo_epochs": 1},
+    "paper": {"finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
+              "sft_lr": 1e-5, "po_lr": 1e-6, "po_pairs": None, "po_helpful": 4000},
 }
 
 

@@ -19,6 +19,7 @@ from .features import feature_entry, split_limit, split_name
 from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
 from .metrics import sigmoid
 from .models import RewardModel
+from .preference import po_config, run_po_matrix
 from .train import PairExamples, predict_margins, train_reward_model
 
 HARMLESS = ("train_gt", "train_w2s", "test")
@@ -151,5 +152,9 @@ def run_rm_matrix(cfg: Config, cache: RunCache,
     return pd.concat(frames, ignore_index=True)
 
 
-CHAPTER_RUNS = {"reward_modeling": run_rm_matrix}
+CHAPTER_RUNS = {
+    "reward_modeling": run_rm_matrix,
+    "simpo": lambda cfg, cache: run_po_matrix(po_config(cfg.profile), cache, "simpo"),
+    "dpo": lambda cfg, cache: run_po_matrix(po_config(cfg.profile), cache, "dpo"),
+}
 """The trainings each chapter needs, by notebook name (the book runs them before executing it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup
 
 from .data import pad_batch
 from .losses import rm_loss
@@ -57,6 +59,54 @@ class PairExamples(Dataset):
                             pad_id=a.pad_id)
 
 
+def fit(
+    model: torch.nn.Module,
+    examples: Dataset,
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    warmup: float = 0.0,
+    desc: str = "train",
+) -> list[float]:
+    """Train `model` in place with AdamW on one shuffled stream of `examples` (which must have a
+    `collate`), minimising `loss_fn(model, batch)`; returns the per-step losses.
+
+    `warmup` is the fraction of steps with a linear learning-rate warm-up (then constant). Raises
+    FloatingPointError naming the run and step on a NaN/inf loss.
+    """
+    set_seed(seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    loader = DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=examples.collate,
+                        generator=torch.Generator().manual_seed(seed))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    schedule = get_constant_schedule_with_warmup(opt, num_warmup_steps=int(warmup * epochs * len(loader)))
+    model, opt, loader, schedule = accelerator.prepare(model, opt, loader, schedule)
+    model.train()
+    losses: list[float] = []
+    # disable=None: bars on a terminal, none in notebooks or logs (non-TTY), so executed chapters stay clean
+    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=None if accelerator.is_main_process else True)
+    for _ in range(epochs):
+        for batch in loader:
+            loss = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss ({loss.item()}) in {desc} at step {len(losses)}")
+            accelerator.backward(loss)
+            opt.step()
+            schedule.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    model.eval()
+    return losses
+
+
 def train_reward_model(
     model: torch.nn.Module,
     examples: PairExamples,
@@ -70,35 +120,12 @@ def train_reward_model(
     weight_decay: float = 0.0,
     desc: str = "train",
 ) -> list[float]:
-    """Train in place with Adam on one shuffled stream; returns the per-step losses.
+    """Train a reward model in place under one objective (`losses.rm_loss`); returns per-step losses."""
+    def loss_fn(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return rm_loss(m(batch), batch["target"], batch["helpful"], objective, alpha)
 
-    Raises FloatingPointError naming the run and step on a NaN/inf loss.
-    """
-    set_seed(seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=examples.collate,
-                        generator=torch.Generator().manual_seed(seed))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    model, opt, loader = accelerator.prepare(model, opt, loader)
-    model.train()
-    losses: list[float] = []
-    # disable=None: bars on a terminal, none in notebooks or logs (non-TTY), so executed chapters stay clean
-    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=None if accelerator.is_main_process else True)
-    for _ in range(epochs):
-        for batch in loader:
-            loss = rm_loss(model(batch), batch["target"], batch["helpful"], objective, alpha)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss ({loss.item()}) in {desc} at step {len(losses)}")
-            accelerator.backward(loss)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    bar.close()
-    model.eval()
-    return losses
+    return fit(model, examples, loss_fn, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+               weight_decay=weight_decay, desc=desc)
 
 
 @torch.no_grad()
