@@ -356,3 +356,67 @@ def test_ds_table_aligns_models_by_seed_when_a_seed_is_missing(long):
 def test_accuracy_row_without_seeds_is_nan():
     row = A.accuracy_row([])
     assert math.isnan(row["mean"]) and math.isnan(row["lo"]) and row["n_seeds"] == 0
+
+
+# --------------------------------------------------------------------------- preference-chapter tables
+
+
+def _one_seed_long() -> pd.DataFrame:
+    """Weak w, strong s, one seed, six test pairs (T = 0.75):
+    pair      0     1     2     3     4     5
+    M_w^gt   0.6   0.6   0.9   0.6   0.9   0.6
+    M_s^gt   0.9   0.9   0.9   0.6   0.6   0.9   -> Sk∩Wuk = {0, 1, 5}; Sk∩Wk = {2}; Suk∩Wk = {4}; Suk∩Wuk = {3}
+    ref      0.7   0.7   0.7   0.7   0.7   0.3   (no-conflict student)
+    conf     0.2   0.2   0.2   0.7   0.2   0.2   -> flips {0, 1, 2, 4} (5 was already wrong)
+    """
+    m = {"gt_w": [0.6, 0.6, 0.9, 0.6, 0.9, 0.6], "gt_s": [0.9, 0.9, 0.9, 0.6, 0.6, 0.9],
+         "ref": [0.7, 0.7, 0.7, 0.7, 0.7, 0.3], "conf": [0.2, 0.2, 0.2, 0.7, 0.2, 0.2]}
+    rows = [("gt", "w", "w", m["gt_w"]), ("gt", "s", "s", m["gt_s"]), ("no_conflict", "w", "s", m["ref"]),
+            ("implicit", "w", "s", m["conf"])]
+    return pd.DataFrame([{"model": model, "weak": w, "strong": s, "seed": 0, "pair_id": i, "confidence": c}
+                         for model, w, s, confs in rows for i, c in enumerate(confs)])
+
+
+def test_tax_table_shares_by_hand():
+    tax = A.tax_table(_one_seed_long(), [("w", "s")], ["implicit"], T).set_index("area")["share"]
+    # 4 flips: pairs 0, 1 in Sk∩Wuk, 2 in Sk∩Wk, 4 in Suk∩Wk, none in Suk∩Wuk
+    assert tax.to_dict() == pytest.approx({"SkWk": 0.25, "SkWuk": 0.5, "SukWk": 0.25, "SukWuk": 0.0})
+
+
+def test_case_studies_are_the_flips_in_sk_wuk():
+    texts = pd.DataFrame({"pair_id": range(6), "prompt": list("abcdef"), "chosen": list("ABCDEF"),
+                          "rejected": list("uvwxyz")})
+    cases = A.case_studies(_one_seed_long(), "w", "s", "implicit", T, 0, texts)
+    assert sorted(cases["pair_id"]) == [0, 1]  # 5 is in Sk∩Wuk but was never right; 2 and 4 lie elsewhere
+    assert list(cases["prompt"].sort_values()) == ["a", "b"]
+
+
+def _ds_cells(values: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
+    """A DS table for weak p and strong rungs a, b with (DS, lo, hi) per strong rung, objective explicit."""
+    return pd.DataFrame([{"weak": "p", "strong": s, "objective": "explicit", "DS": v[0], "DS_lo": v[1], "DS_hi": v[2]}
+                         for s, v in values.items()])
+
+
+@pytest.mark.parametrize(
+    ("capable", "acc_lo", "expected"),
+    [
+        ((0.5, 0.4, 0.6), 0.70, "reproduced"),  # DS interval above (0.4 > 0.3) and more accurate (0.70 > 0.65)
+        ((0.5, 0.4, 0.6), 0.60, "inconclusive"),  # more capable is not established: 0.60 < 0.65
+        ((0.3, 0.25, 0.35), 0.70, "inconclusive"),  # intervals overlap
+        ((0.05, 0.0, 0.09), 0.70, "not reproduced"),  # 0.09 < 0.1: below
+        ((float("nan"),) * 3, 0.70, "inconclusive"),  # no flips at all
+    ],
+)
+def test_capability_verdicts(capable, acc_lo, expected):
+    ds = _ds_cells({"a": (0.2, 0.1, 0.3), "b": capable})
+    rungs = pd.DataFrame({"rung": ["a", "b"], "mean": [0.6, 0.75], "lo": [0.55, acc_lo], "hi": [0.65, 0.8]})
+    assert A.capability_verdicts(ds, rungs, "p", "a", "b")["verdict"].tolist() == [expected]
+
+
+def test_threshold_verdicts_need_every_threshold(monkeypatch):
+    verdicts = iter([(0.1, 0.3), (0.1, 0.3), (0.1, 0.3), (-0.1, 0.3)])  # last T inconclusive
+    monkeypatch.setattr(A, "gap_trend", lambda t, v, r: dict(zip(("lo", "hi"), next(verdicts)), slope=0.2, n_cells=3))
+    table = pd.DataFrame({"objective": ["explicit"] * 4, "T": [0.7, 0.75, 0.8, 0.85]})
+    assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["inconclusive"]
+    verdicts = iter([(0.1, 0.3)] * 4)
+    assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["reproduced"]

@@ -80,7 +80,23 @@ PAPER_RUNGS = tuple(
         ("llama3.1-8b", "meta-llama/Llama-3.1-8B"),
     )
 )
-LADDERS = {"cpu": CPU_RUNGS + (SMOL,), "smoke": SMOKE_RUNGS, "paper": PAPER_RUNGS}
+# Same size as a default rung, more capable (4× its pre-training tokens): the CPU counterpart of
+# LLaMA-3-8B vs LLaMA-3.1-8B in App. H. Listed after the default rungs, so their ranks stay put.
+SAME_SIZE = {
+    "cpu": _scratch("nano-long", "GPT-2 arch, 2 layers × 64 (nano's size), pre-trained here on 1M in-domain tokens",
+                    2, 64, 2, 1_000_000),
+    "smoke": _scratch("s-micro-long", "GPT-2 arch, 2×48, pre-trained on 120K tokens (tests only)", 2, 48, 2, 120_000),
+}
+LADDERS = {"cpu": CPU_RUNGS + (SMOL, SAME_SIZE["cpu"]), "smoke": SMOKE_RUNGS + (SAME_SIZE["smoke"],),
+           "paper": PAPER_RUNGS}
+# App. H (Fig. 13): one weak teacher; strong students of the same size but more capable, and larger
+CAPABILITY_CHAPTER = {
+    "cpu": {"rungs": ("pico", "nano", "micro", "nano-long"), "weak_rungs": ("pico",)},
+    "smoke": {"rungs": ("s-nano", "s-micro", "s-micro-long"), "weak_rungs": ("s-nano",)},
+    "paper": {"rungs": ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "llama3-8b", "llama3-70b", "llama3.1-8b"),
+              "weak_rungs": ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"),
+              "strong_rungs": ("llama3-8b", "llama3-70b", "llama3.1-8b"), "po_lr": 3e-4},
+}
 
 
 @dataclass(frozen=True)
@@ -271,7 +287,7 @@ def _typed(cfg: Config) -> dict[str, Any]:
 
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"rungs": tuple(r.name for r in CPU_RUNGS)},
-    "smoke": {"seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
+    "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
               "dpo_epochs": 1},
     "paper": {"finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
               "sft_lr": 1e-5, "po_lr": 1e-6, "po_pairs": None, "po_helpful": 4000},
