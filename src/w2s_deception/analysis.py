@@ -274,3 +274,15 @@ def spontaneous_verdicts(abs_ds: pd.DataFrame, ds: pd.DataFrame, rank: Callable[
                  "evidence": f"{lower.count('above')} above, {lower.count('below')} below of {len(lower)} "
                              "cell × objective comparisons (non-overlapping 95% intervals)"})
     return pd.DataFrame(rows)
+
+
+def flip_scatter(long: pd.DataFrame, weak: str, strong: str, objectives: Sequence[str], seed: int) -> pd.DataFrame:
+    """Fig. 19/20's points: test pairs the no-conflict student gets right, placed at (M_w^gt, M_s^gt)
+    and marked by whether the conflicted student flips them (one row per pair and objective)."""
+    m_w, m_s = _confs(long, "gt", weak, weak)[seed], _confs(long, "gt", strong, strong)[seed]
+    ref = _confs(long, "no_conflict", weak, strong)[seed]
+    right = M.correct(ref)
+    frames = [pd.DataFrame({"objective": obj, "M_w^gt": m_w[right], "M_s^gt": m_s[right],
+                            "flipped": M.flips(ref, _confs(long, obj, weak, strong)[seed])[right]})
+              for obj in objectives]
+    return pd.concat(frames, ignore_index=True)

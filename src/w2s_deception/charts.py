@@ -201,3 +201,21 @@ def threshold_chart(table: pd.DataFrame, title: str) -> alt.FacetChart:
         y=alt.Y("DS:Q", title="deception score"), **enc)
     return alt.layer(layer, data=data).properties(width=220, height=180).facet(
         row=alt.Row("scenario:N", title=None), column=alt.Column("objective:N", title=None)).properties(title=title)
+
+
+def flip_scatter_chart(points: pd.DataFrame, T: float, title: str) -> alt.FacetChart:
+    """Fig. 19/20 style: GT confidences of weak (x) and strong (y) models on pairs the no-conflict
+    student gets right; red crosses flip under the conflict; dashed lines at T mark the areas."""
+    data = points.assign(outcome=points["flipped"].map({True: "flipped", False: "kept"}))
+    tips = ["objective:N", "outcome:N", alt.Tooltip("M_w^gt:Q", format=_FMT), alt.Tooltip("M_s^gt:Q", format=_FMT)]
+    dots = alt.Chart().mark_point(filled=True, size=18, opacity=0.6).encode(
+        x=alt.X("M_w^gt:Q", title="weak GT confidence M_w^gt", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("M_s^gt:Q", title="strong GT confidence M_s^gt", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("outcome:N", scale=alt.Scale(domain=["kept", "flipped"], range=["#2ca02c", "#d62728"])),
+        shape=alt.Shape("outcome:N", scale=alt.Scale(domain=["kept", "flipped"], range=["circle", "cross"])),
+        tooltip=tips)
+    lines = alt.Chart(pd.DataFrame({"T": [T]}))
+    rules = lines.mark_rule(strokeDash=[4, 4], color="#555").encode(x="T:Q") + lines.mark_rule(
+        strokeDash=[4, 4], color="#555").encode(y="T:Q")
+    return alt.layer(dots, rules, data=data).properties(width=220, height=220).facet(
+        column=alt.Column("objective:N", title=None)).properties(title=title)
