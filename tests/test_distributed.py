@@ -1,0 +1,346 @@
+"""`train_reward_model` under several processes, and the FSDP config of the `paper` profile.
+
+Two CPU processes (gloo) run the same training code through accelerate's `notebook_launcher`
+(torch elastic, forked from a child interpreter, on a free port). `accelerate launch --cpu
+--num_processes 2` would not do: without `--mpirun_hostfile` accelerate has no multi-CPU launcher
+and runs one process, so the comparison below would be a run against itself; the first test checks
+that two processes really took part.
+
+Three small scenarios, each trained on both processes and, for reference, in this process with the
+same global batch (2 × the per-process batch):
+- `features`: a reward head on random features, soft labels, 2 epochs (64 pairs, 8 + 8 per step);
+- `tokens`: a 2-layer GPT-2 trunk on token pairs of random lengths (right-padded per process), 2 epochs;
+- `uneven`: 60 pairs, not a multiple of the global batch of 16.
+
+Tolerance of the one-process comparison: DDP averages the two processes' mean gradients
+(g0 + g1) / 2, one process takes the mean over the same 16 pairs, so the two gradients differ only
+in float32 rounding of the summation order (~1e-7 relative), and for `tokens` also in the padded
+widths (each process pads to its own longest sequence). Outputs are compared at 1e-5 absolute +
+1e-4 relative: margins and per-step losses differ by <= 2e-6 observed. Parameters are compared at
+5e-5 + 1e-4 relative (<= 5e-6 observed, against >= 0.05 travelled in training, which the test also
+checks so that it is not vacuous), leaving out the two directions no margin depends on (see
+`output_relevant`): there Adam turns rounding noise into ±lr steps, so any two runs differ.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from w2s_deception.models import RewardModel
+from w2s_deception.train import PairExamples, predict_margins, train_reward_model
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+LAUNCH_TIMEOUT = 50  # seconds for the whole two-process run (about 15 s on a quiet 2-core machine)
+SCENARIOS = {
+    "features": {"n": 64, "batch": 8, "epochs": 2, "lr": 1e-2},
+    "tokens": {"n": 24, "batch": 4, "epochs": 2, "lr": 1e-2},
+    "uneven": {"n": 60, "batch": 8, "epochs": 1, "lr": 1e-2},
+}
+TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}  # margins and losses
+PARAM_TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
+
+
+@dataclass
+class RecordingPairs(PairExamples):
+    """PairExamples that remember which pair indices each collated batch held."""
+
+    batches: list[list[int]] = field(default_factory=list)
+
+    def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        self.batches.append([int(i) for i in idx])
+        return super().collate(idx)
+
+
+def build(name: str) -> tuple[RecordingPairs, RewardModel]:
+    """The scenario's pairs and fresh model, identical in every process."""
+    n = SCENARIOS[name]["n"]
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(n, generator=g)  # soft labels, as a weak teacher gives
+    helpful = torch.zeros(n, dtype=torch.bool)
+    torch.manual_seed(0)
+    if name == "tokens":
+        lengths = torch.randint(3, 21, (2, n), generator=g).tolist()
+        chosen, rejected = ([torch.randint(3, 64, (k,), generator=g).tolist() for k in row] for row in lengths)
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+        return RecordingPairs(target, helpful, chosen_ids=chosen, rejected_ids=rejected, pad_id=0), RewardModel(16, lm)
+    return RecordingPairs(target, helpful, features=torch.randn(n, 2, 8, generator=g)), RewardModel(8)
+
+
+def train(name: str, batch_size: int) -> dict:
+    """Train one scenario; what each process saw, returned and ended with."""
+    spec = SCENARIOS[name]
+    examples, model = build(name)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    losses = train_reward_model(model, examples, objective="no_conflict", alpha=0.0, lr=spec["lr"],
+                                epochs=spec["epochs"], batch_size=batch_size, seed=0, desc=name)
+    batches = list(examples.batches)
+    return {"batches": batches, "losses": losses, "initial": initial,
+            "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "margins": torch.from_numpy(predict_margins(model, examples))}
+
+
+def cached_model_files(runs_dir: Path) -> list[str]:
+    """Every process saves a model into the same run-cache entry, as `ladder.pretrain_entry` and
+    `preference.sft_entry` do; the files the entry ends up with. The main process is held back a
+    second so that the other one publishes first (the order that broke a 2-process smoke build)."""
+    import time
+
+    import pandas as pd
+    from accelerate import PartialState
+
+    from w2s_deception.cache import RunCache
+
+    def compute(tmp: Path):
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+        lm.save_pretrained(tmp / "model")
+        if PartialState().is_main_process:
+            time.sleep(1.0)
+        return pd.DataFrame({"step": [0]}), {}
+
+    entry = RunCache(runs_dir).get_or_compute("pretrain", {"probe": "save_pretrained"}, compute)
+    return sorted(p.name for p in (entry.path / "model").glob("*"))
+
+
+def _process(out_dir: str) -> None:
+    """One process of the distributed run: every scenario with the per-process batch size."""
+    from accelerate import PartialState
+
+    torch.set_num_threads(1)
+    results = {name: train(name, spec["batch"]) for name, spec in SCENARIOS.items()}
+    state = PartialState()
+    results["world"] = [state.process_index, state.num_processes, str(state.distributed_type), state.backend]
+    results["cached_model_files"] = cached_model_files(Path(out_dir) / "runs")
+    torch.save(results, Path(out_dir) / f"rank{state.process_index}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def distributed(tmp_path_factory) -> list[dict]:
+    """Results of both processes of the two-process run."""
+    out = tmp_path_factory.mktemp("two-processes")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    # own session: on a timeout the launcher and both workers are killed together
+    proc = subprocess.Popen([sys.executable, __file__, str(out), str(_free_port())], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail(f"two-process run did not finish in {LAUNCH_TIMEOUT} s:\n{log[-3000:]}")
+    assert proc.returncode == 0, f"two-process run failed:\n{log[-3000:]}"
+    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def single() -> dict:
+    """The same scenarios in one process (this one), with the two-process run's global batch."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' setting: same kernels, same summation order
+    try:
+        return {name: train(name, spec["batch"] * WORLD) for name, spec in SCENARIOS.items()}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def output_relevant(key: str, value: torch.Tensor) -> torch.Tensor:
+    """The entries of a parameter that change some margin. Two directions do not: the final layer
+    norm's bias adds w·β to both rewards of a pair and cancels in r(x, y_c) − r(x, y_r), and the key
+    part of each attention bias shifts all of a query's scores equally, which softmax ignores. Their
+    gradients are rounding noise that Adam scales up to ±lr steps, so they differ by up to lr per
+    step between any two runs that round differently (1.4e-3 observed for ln_f.bias)."""
+    if key.endswith("ln_f.bias"):
+        return value[:0]
+    if key.endswith("attn.c_attn.bias"):  # [query | key | value]
+        third = value.shape[0] // 3
+        return torch.cat([value[:third], value[2 * third:]])
+    return value
+
+
+def epochs_of(run: dict, name: str) -> list[list[list[int]]]:
+    """A process's batches, split by epoch (every epoch has the same number of steps)."""
+    batches, n_epochs = run[name]["batches"], SCENARIOS[name]["epochs"]
+    per = len(batches) // n_epochs
+    assert per * n_epochs == len(batches)
+    return [batches[e * per:(e + 1) * per] for e in range(n_epochs)]
+
+
+def repeats(runs: list[dict], name: str, epoch: int) -> tuple[Counter, set[int]]:
+    """Pairs trained on more than once in an epoch (with counts), and pairs never trained on."""
+    seen = Counter(i for run in runs for batch in epochs_of(run, name)[epoch] for i in batch)
+    return Counter({i: c for i, c in seen.items() if c > 1}), set(range(SCENARIOS[name]["n"])) - set(seen)
+
+
+def test_two_gloo_processes_took_part(distributed):
+    assert [run["world"][:2] for run in distributed] == [[0, 2], [1, 2]]
+    assert distributed[0]["world"][2:] == ["DistributedType.MULTI_CPU", "gloo"]
+
+
+@pytest.mark.parametrize("name", ["features", "tokens"])
+def test_each_pair_is_seen_exactly_once_per_epoch_across_processes(distributed, name):
+    n_epochs = SCENARIOS[name]["epochs"]
+    for epoch in range(n_epochs):
+        assert repeats(distributed, name, epoch) == (Counter(), set())
+        # at every step the processes hold disjoint halves of one global batch
+        for a, b in zip(*(epochs_of(run, name)[epoch] for run in distributed)):
+            assert len(a) == len(b) == SCENARIOS[name]["batch"] and not set(a) & set(b)
+    orders = [[i for run in distributed for batch in epochs_of(run, name)[e] for i in batch] for e in range(n_epochs)]
+    assert all(order != sorted(order) for order in orders), "pairs are not shuffled"
+    assert len({tuple(order) for order in orders}) == n_epochs, "the same order in every epoch"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "accelerate's default even_batches=True completes the last global batch (12 of 16 pairs) with the epoch's "
+    "first pairs, so 4 pairs are trained on twice per epoch when the pair count is not a multiple of "
+    "processes x batch_size; one process has no such repeats"))
+def test_uneven_pair_count_repeats_no_pair(distributed):
+    duplicated, missing = repeats(distributed, "uneven", 0)
+    assert not missing
+    assert not duplicated, f"pairs trained twice in one epoch: {sorted(duplicated)}"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_processes_end_with_identical_parameters(distributed, name):
+    first, second = (run[name]["params"] for run in distributed)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    assert torch.equal(distributed[0][name]["margins"], distributed[1][name]["margins"])
+
+
+@pytest.mark.parametrize("name", ["features", "tokens"])
+def test_two_processes_match_one_process_with_the_same_global_batch(distributed, single, name):
+    ours, ref = distributed[0][name], single[name]
+    moved = max((ref["params"][k] - ref["initial"][k]).abs().max().item() for k in ref["params"])
+    assert moved > 1000 * TOLERANCE["atol"], "training barely moved the parameters: the comparison would be vacuous"
+    torch.testing.assert_close(ours["margins"], ref["margins"], **TOLERANCE)
+    for key, value in ref["params"].items():
+        torch.testing.assert_close(output_relevant(key, ours["params"][key]), output_relevant(key, value),
+                                   **PARAM_TOLERANCE, msg=lambda m: f"{key}: {m}")
+
+
+@pytest.mark.parametrize("name", ["features", "tokens"])
+def test_process_losses_average_to_the_one_process_loss(distributed, single, name):
+    local = torch.tensor([run[name]["losses"] for run in distributed], dtype=torch.float64)
+    torch.testing.assert_close(local.mean(0), torch.tensor(single[name]["losses"], dtype=torch.float64), **TOLERANCE)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "train_reward_model returns loss.item() of each process's own half-batch: per-step losses differ between "
+    "processes and neither is the global-batch loss (their mean is)"))
+def test_every_process_returns_the_global_batch_loss(distributed, single):
+    for run in distributed:
+        torch.testing.assert_close(torch.tensor(run["features"]["losses"]),
+                                   torch.tensor(single["features"]["losses"]), **TOLERANCE)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "once a process group exists (after the first training), transformers' save_pretrained writes nothing on "
+    "ranks other than 0, and RunCache publishes whichever process renames its temp folder first: a cache "
+    "entry (scratch rung, SFT model) can hold the tokenizer only, pass verification, and fail every later "
+    "load with 'Unrecognized model ... Should have a model_type key'"))
+def test_model_saved_into_the_cache_under_two_processes_is_complete(distributed):
+    for run in distributed:
+        assert {"config.json", "model.safetensors"} <= set(run["cached_model_files"]), run["cached_model_files"]
+
+
+# --- FSDP config of the paper profile (no GPU needed: parsed, launched as env, wrap policy) ---
+
+FSDP_YAML = ROOT / "configs" / "accelerate" / "fsdp.yaml"
+TINY = {  # the decoder layer class of each paper family, and a tiny model of it
+    "GPT2Block": ("gpt2", {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32}),
+    "OPTDecoderLayer": ("opt", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 32,
+                                "word_embed_proj_dim": 16, "max_position_embeddings": 32}),
+    "MistralDecoderLayer": ("mistral", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                        "num_key_value_heads": 1, "intermediate_size": 32}),
+    "LlamaDecoderLayer": ("llama", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                    "num_key_value_heads": 1, "intermediate_size": 32}),
+}
+
+
+def tiny_lm(layer: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    family, sizes = TINY[layer]
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, vocab_size=64, **sizes))
+
+
+def launch_env(*options: str) -> dict[str, str]:
+    """The FSDP/accelerate environment that `accelerate launch --config_file fsdp.yaml [options] train.py`
+    gives each process."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(FSDP_YAML), *options, "train.py"])
+    args, _, _ = _validate_launch_command(args)
+    return {k: v for k, v in prepare_multi_gpu_env(args).items() if k.startswith(("FSDP_", "ACCELERATE_"))}
+
+
+def wrapped_layers(model, env: dict[str, str], monkeypatch) -> list[str]:
+    """Classes of the modules that get their own FSDP unit under `env`."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    return [type(m).__name__ for m in model.modules() if policy(m)]
+
+
+def test_fsdp_config_is_read_by_accelerate():
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.utils import DistributedType
+
+    raw = yaml.safe_load(FSDP_YAML.read_text(encoding="utf-8"))
+    config = load_config_from_file(str(FSDP_YAML))
+    assert isinstance(config, ClusterConfig)
+    assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"
+    assert config.fsdp_config == raw["fsdp_config"]
+    env = launch_env()
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert env["FSDP_VERSION"] == "2" and env["FSDP_RESHARD_AFTER_FORWARD"] == "true"
+    assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP" and "FSDP_TRANSFORMER_CLS_TO_WRAP" not in env
+
+
+@pytest.mark.parametrize("layer", list(TINY))
+def test_fsdp_config_gives_each_decoder_layer_its_own_unit(layer, monkeypatch):
+    lm = tiny_lm(layer)
+    assert wrapped_layers(lm, launch_env(), monkeypatch) == [layer, layer]  # policy LM: from _no_split_modules
+    # the reward model, with the layer class named on the command line as the README says
+    rm = RewardModel(lm.config.hidden_size, lm)
+    assert wrapped_layers(rm, launch_env("--fsdp_transformer_layer_cls_to_wrap", layer), monkeypatch) == [layer, layer]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "RewardModel is a plain nn.Module without _no_split_modules, so the config alone (no class list) wraps "
+    "no layer of a reward model: one FSDP unit for the whole model"))
+def test_fsdp_config_alone_wraps_the_reward_model_layers(monkeypatch):
+    lm = tiny_lm("GPT2Block")
+    assert wrapped_layers(RewardModel(16, lm), launch_env(), monkeypatch) == ["GPT2Block", "GPT2Block"]
+
+
+if __name__ == "__main__":  # the two-process run: python tests/test_distributed.py OUT_DIR PORT
+    from accelerate import notebook_launcher
+
+    notebook_launcher(_process, args=(sys.argv[1],), num_processes=WORLD, use_port=sys.argv[2])
