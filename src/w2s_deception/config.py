@@ -286,7 +286,8 @@ def _typed(cfg: Config) -> dict[str, Any]:
 
 
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cpu": {"rungs": tuple(r.name for r in CPU_RUNGS)},
+    # cpu DPO: one epoch, not the paper's three, to keep the whole book within a laptop's hour
+    "cpu": {"rungs": tuple(r.name for r in CPU_RUNGS), "dpo_epochs": 1},
     "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
               "dpo_epochs": 1},
     "paper": {"finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
