@@ -216,6 +216,13 @@ def test_gap_trend_needs_three_cells():
     assert math.isnan(A.gap_trend(t3, "DS", RANKS.__getitem__)["slope"])
 
 
+def test_gap_trend_three_cells_give_a_slope_but_no_interval():
+    t = pd.DataFrame({"weak": ["a", "a", "b"], "strong": ["b", "c", "c"], "DS": [0.1, 0.3, 0.1]})  # gaps 1, 2, 1
+    out = A.gap_trend(t, "DS", RANKS.__getitem__)
+    assert out["slope"] == pytest.approx(0.2)  # mean 0.1 at gap 1, 0.3 at gap 2
+    assert math.isnan(out["lo"]) and math.isnan(out["hi"]) and out["n_cells"] == 3
+
+
 def test_gap_trend_all_same_gap_is_nan():
     t = pd.DataFrame({"weak": ["a", "b", "c"], "strong": ["b", "c", "d"], "DS": [0.1, 0.2, 0.3]})  # gaps 1,1,1
     out = A.gap_trend(t, "DS", RANKS.__getitem__)
