@@ -427,3 +427,40 @@ def test_threshold_verdicts_need_every_threshold(monkeypatch):
     assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["inconclusive"]
     verdicts = iter([(0.1, 0.3)] * 4)
     assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["reproduced"]
+
+
+# --------------------------------------------------------------------------- summarise_ratio (the fast path)
+
+def test_ratio_summaries_equal_the_metric_summaries():
+    """ds_row's vectorised intervals equal `summarise` over the metric functions themselves (same
+    resamples), including a seed with no flips (DS undefined there) and confidences exactly 0.5."""
+    rng = np.random.default_rng(3)
+    n = 60
+    refs = [rng.random(n), np.full(n, 0.5), rng.random(n)]
+    confs = [rng.random(n), np.full(n, 0.9), rng.random(n)]  # seed 1: nothing flips
+    strong = [rng.random(n) for _ in range(3)]
+    weak = [rng.random(n) for _ in range(3)]
+    T = 0.75
+    args = list(zip(refs, confs, strong, weak))
+    row = A.ds_row(refs, confs, strong, weak, T)
+    slow = {
+        "DS": A.summarise(lambda r, c, s, w: M.deception_score(r, c, s, w, T), args),
+        "null": A.summarise(lambda r, c, s, w: M.area_proportion(s, w, T), args),
+        "excess": A.summarise(lambda r, c, s, w: M.deception_score(r, c, s, w, T) - M.area_proportion(s, w, T), args),
+    }
+    for name, ref in slow.items():
+        assert row[name] == pytest.approx(ref["mean"], abs=1e-12)
+        assert row[f"{name}_lo"] == pytest.approx(ref["lo"], abs=1e-12)
+        assert row[f"{name}_hi"] == pytest.approx(ref["hi"], abs=1e-12)
+    assert row["DS_seed_lo"] == pytest.approx(slow["DS"]["seed_lo"], abs=1e-12)
+    acc = A.accuracy_row(confs)
+    ref = A.summarise(M.accuracy, [(c,) for c in confs])
+    assert [acc[k] for k in ("mean", "lo", "hi")] == pytest.approx([ref[k] for k in ("mean", "lo", "hi")], abs=1e-12)
+
+
+def test_ratio_summary_with_no_flips_anywhere_is_nan():
+    ones = [np.ones(4, dtype=bool)] * 2
+    none = [np.zeros(4, dtype=bool)] * 2
+    row = A.summarise_ratio(none, none)
+    assert np.isnan(row["mean"]) and np.isnan(row["lo"]) and np.isnan(row["hi"])
+    assert A.summarise_ratio(ones, ones)["lo"] == 1.0
