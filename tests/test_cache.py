@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_deception.cache import CacheError, RunCache, code_version, list_entries, main, run_key, verify
+from w2s_deception.cache import CacheError, RunCache, _code_version, code_version, list_entries, main, run_key, verify
 
 SPEC = {"model": "gpt2-s", "seed": 0, "lr": 1e-5, "data": Path("/d/hh"), "layers": (1, 2)}
 
@@ -63,6 +63,8 @@ def test_code_version_tracks_module_text(tmp_path: Path, monkeypatch: pytest.Mon
     (package / "plots.py").write_text("COLOR = 'blue'\n")
     assert code_version(["train"], package="fakepkg") == before
     (package / "train.py").write_text("LR = 2\n")
+    assert code_version(["train"], package="fakepkg") == before  # this process runs the code it imported
+    _code_version.cache_clear()  # a new process
     assert code_version(["train"], package="fakepkg") != before
     assert len(before) == 12
     with pytest.raises(ModuleNotFoundError):

@@ -11,6 +11,7 @@ CLI: `python -m w2s_deception.cache {list,verify} [--runs-dir DIR]`.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import json
@@ -51,9 +52,18 @@ def default_runs_dir() -> Path:
 
 
 def code_version(modules: Iterable[str], package: str = __package__) -> str:
-    """Hash (12 hex) the source of the named package modules, so result-determining code edits change keys."""
+    """Hash (12 hex) the source of the named package modules, so result-determining code edits change keys.
+
+    Hashed once per process: a run must be keyed by the code it executes, and a module edited on
+    disk while a long job runs is not the code that job imported.
+    """
+    return _code_version(tuple(sorted(set(modules))), package)
+
+
+@functools.cache
+def _code_version(modules: tuple[str, ...], package: str) -> str:
     digest = hashlib.sha256()
-    for name in sorted(set(modules)):
+    for name in modules:
         spec = importlib.util.find_spec(f"{package}.{name}")
         if spec is None or spec.origin is None:
             raise ModuleNotFoundError(f"no module {package}.{name} to hash")
