@@ -3,10 +3,12 @@ the explicit-conflict orientation, and cached SimPO/DPO runs on the smoke ladder
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -94,6 +96,26 @@ def test_response_logps_match_a_token_by_token_sum() -> None:
     assert n.tolist() == [3, 2]
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "opt", "llama"])
+def test_head_on_scored_positions_equals_full_logits(arch: str) -> None:
+    """The head applied to the last hidden state (scored positions only) is the model's own head."""
+    from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+    torch.manual_seed(0)
+    lm = {"gpt2": lambda: _tiny_lm(),
+          "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=8, ffn_dim=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, word_embed_proj_dim=4)).eval(),
+          "llama": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=8, intermediate_size=16,
+                                                        num_hidden_layers=1, num_attention_heads=2,
+                                                        num_key_value_heads=1)).eval()}[arch]()
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 1, 1]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        logp = lm(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
+        total, _ = P.response_logps(lm, ids, mask, torch.tensor([3, 1]))
+    expected = [logp[0, 2, 8].item() + logp[0, 3, 9].item(), logp[1, 0, 11].item() + logp[1, 1, 12].item()]
+    assert total.tolist() == pytest.approx(expected, abs=1e-5)
+
+
 def test_ordered_swaps_where_the_teacher_disagrees() -> None:
     pairs = P.PolicyPairs([[1], [2], [3]], [[4], [5], [6]], [0, 0, 0], [1, 1, 1], torch.ones(3, dtype=torch.bool),
                           torch.zeros(3, dtype=torch.bool), pad_id=0)
@@ -102,6 +124,29 @@ def test_ordered_swaps_where_the_teacher_disagrees() -> None:
     assert weak.first_start == [0, 1, 0] and weak.gt_first.tolist() == [True, False, True]
     batch = weak.collate([1, 0])
     assert batch["input_ids"].tolist() == [[5], [1], [2], [4]] and batch["response_start"].tolist() == [1, 0, 0, 1]
+
+
+def test_subset_keeps_rows_in_the_given_order() -> None:
+    pairs = P.PolicyPairs([[1], [2], [3]], [[4], [5], [6]], [0, 0, 0], [1, 1, 1], torch.tensor([True, False, True]),
+                          torch.tensor([False, False, True]), pad_id=0, ref_first=torch.tensor([-1.0, -2.0, -3.0]),
+                          ref_second=torch.tensor([-4.0, -5.0, -6.0]))
+    sub = pairs.subset(np.array([2, 0]))
+    assert sub.first == [[3], [1]] and sub.second == [[6], [4]] and sub.gt_first.tolist() == [True, True]
+    assert sub.helpful.tolist() == [True, False] and sub.ref_first.tolist() == [-3.0, -1.0]
+    assert len(pairs.subset(np.array([], dtype=int))) == 0
+
+
+def test_keep_mask_by_hand() -> None:
+    # M_w: wrong & confident, wrong & unsure, exactly 0.5, right & unsure, exactly T, right & confident
+    m_w = np.array([0.1, 0.4, 0.5, 0.7, 0.75, 0.9])
+    assert P.keep_mask(m_w, "all", 0.75).tolist() == [True] * 6
+    # oracle: correct (GT-chosen preferred) and M_w ≥ T; T itself is kept
+    assert P.keep_mask(m_w, "oracle", 0.75).tolist() == [False, False, False, False, True, True]
+    # non-oracle: max(M_w, 1 − M_w) ≥ T, so confident wrong labels stay in
+    assert P.keep_mask(m_w, "confident", 0.75).tolist() == [True, False, False, False, True, True]
+    assert P.keep_mask(np.array([0.25]), "confident", 0.75).tolist() == [True]  # 1 − 0.25 = T exactly
+    with pytest.raises(ConfigError, match="keep"):
+        P.keep_mask(m_w, "best", 0.75)
 
 
 def test_confidences_follow_spec() -> None:
@@ -143,6 +188,12 @@ def test_unknown_method_or_objective_fails_before_training(tmp_path: Path) -> No
         P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "adaptive", 0, RunCache(tmp_path))
     with pytest.raises(ConfigError, match="below"):
         P.po_w2s_entry(cfg, "simpo", "s-mini", "s-nano", "explicit", 0, RunCache(tmp_path))
+    with pytest.raises(ConfigError, match="below"):
+        P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "implicit", 0, RunCache(tmp_path), via="s-nano")
+    with pytest.raises(ConfigError, match="keep"):
+        P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "implicit", 0, RunCache(tmp_path), keep="some")
+    with pytest.raises(ConfigError, match="task"):
+        get_config("smoke", task="truthful")
     assert not list(tmp_path.glob("po*"))
 
 
@@ -176,3 +227,26 @@ def test_w2s_run_is_cached_deterministic_and_conflict_changes_it(method: str, tm
     redo = P.po_w2s_entry(cfg, method, "s-nano", "s-mini", "no_conflict", 0, _runs_with_shared_ladder(tmp_path / "b"))
     assert np.array_equal(redo.results["confidence"].to_numpy(), plain.results["confidence"].to_numpy())
     assert redo.record["key"] == plain.record["key"]
+
+
+def test_filter_and_bootstrap_runs(tmp_path: Path) -> None:
+    """App. M: a filtered student trains on the kept pairs plus as many helpful ones; App. N: the
+    intermediate is scored on train_gt and its order of train_gt supervises the strong rung."""
+    cfg = get_config("smoke", po_pairs=24, po_helpful=24, batch_size=8, po_lr=3e-3, threshold=0.55)
+    cache = _runs_with_shared_ladder(tmp_path)
+    teacher = P.po_gt_entry(cfg, "simpo", "s-nano", 0, cache)
+    m_w = P.teacher_confidence(teacher, "train_w2s")
+    for keep in ("oracle", "confident"):
+        kept = int(P.keep_mask(m_w, keep, 0.55).sum())
+        run = P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "implicit", 0, cache, keep=keep)
+        assert run.record["n_pairs"] == 2 * min(kept, 24)
+        assert run.record["spec"]["supervision"] == {"split": "train_w2s", "labels": teacher.record["key"],
+                                                     "keep": keep, "threshold": 0.55}
+    boot = P.run_bootstrap(cfg, cache, "simpo")
+    assert set(map(tuple, boot[["weak", "via"]].drop_duplicates().to_numpy())) == {
+        ("s-nano", "s-nano"), ("s-nano", "s-micro"), ("s-micro", "s-micro")}
+    via = P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "implicit", 0, cache, via="s-micro")
+    mid = cache.path("po", via.record["spec"]["supervision"]["labels"])
+    assert via.record["spec"]["supervision"]["split"] == "train_gt"
+    assert set(pd.read_parquet(mid / "results.parquet")["split"]) == {"train_gt", "test"}
+    assert json.loads((mid / "record.json").read_text())["spec"]["objective"] == "no_conflict"

@@ -13,6 +13,8 @@ PROFILES = ("cpu", "smoke", "paper")
 OBJECTIVES = ("no_conflict", "explicit", "implicit", "adaptive")
 FINETUNE = ("head", "full", "lora")
 PO_METHODS = ("simpo", "dpo")
+# what a policy is aligned towards: HH harmlessness (§5), or honesty on UnknownBench (App. O)
+TASKS = ("harmless", "honesty")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -137,6 +139,7 @@ class Config:
     dpo_beta: float = 0.1
     po_pairs: int | None = 500  # cap per harmless split, test included (None: all 4,000)
     po_helpful: int = 500  # helpful pairs mixed in by the implicit objective
+    task: str = "harmless"  # the target policies are aligned towards (TASKS); reward models: harmless only
     ladder: tuple[Rung, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +163,7 @@ class Config:
         _check(self.alpha >= 0, "alpha", self.alpha, "alpha >= 0")
         _check(self.finetune in FINETUNE, "finetune", self.finetune, f"one of {FINETUNE}")
         _check(self.po_finetune in FINETUNE[1:], "po_finetune", self.po_finetune, f"one of {FINETUNE[1:]}")
+        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
         for name in INT_FIELDS:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("n_pairs", "po_pairs"):
@@ -223,7 +227,7 @@ REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay", "sft_l
 # fields only reward models read, and fields only policies read (each kind's cache key ignores the other's)
 RM_FIELDS = ("finetune", "lr", "epochs", "weight_decay", "n_pairs", "n_helpful")
 PO_FIELDS = ("po_finetune", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma", "dpo_beta",
-             "po_pairs", "po_helpful")
+             "po_pairs", "po_helpful", "task")
 PATH_FIELDS = ("data_dir", "runs_dir")
 SCRATCH_CONTEXT = 128  # = ladder.BLOCK, the pre-training context of scratch rungs (ladder imports config)
 
@@ -275,8 +279,8 @@ def _typed(cfg: Config) -> dict[str, Any]:
         out[name] = None if getattr(cfg, name) is None else _as_int(name, getattr(cfg, name))
     for name in REAL_FIELDS:
         out[name] = _as_real(name, getattr(cfg, name))
-    for name in ("finetune", "po_finetune"):
-        _check(isinstance(getattr(cfg, name), str), name, getattr(cfg, name), f"one of {FINETUNE}")
+    for name, allowed in (("finetune", FINETUNE), ("po_finetune", FINETUNE), ("task", TASKS)):
+        _check(isinstance(getattr(cfg, name), str), name, getattr(cfg, name), f"one of {allowed}")
     for name in PATH_FIELDS:
         value = getattr(cfg, name)
         _check(value is None or isinstance(value, (str, os.PathLike)), name, value,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
@@ -22,15 +23,18 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from .cache import Entry, RunCache, code_version
 from .config import PO_METHODS, Config, ConfigError, get_config
 from .data import encode_pair, load_pairs, pad_batch
+from .honesty import honesty_pairs
 from .features import split_name
 from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
 from .losses import dpo_loss, po_objective, sft_nll, simpo_loss
 from .metrics import dpo_confidence, simpo_confidence
 from .train import fit
 
-PO_MODULES = ["data", "corpus", "ladder", "models", "losses", "train", "preference"]
+PO_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "honesty", "preference"]
 PO_OBJECTIVES = ("no_conflict", "explicit", "implicit")
-SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "max_length", "pretrain_batch", "pretrain_lr")
+KEEP = ("all", "oracle", "confident")  # which teacher-labelled pairs a student trains on (App. M)
+SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "max_length", "pretrain_batch", "pretrain_lr",
+              "task")
 WARMUP = 0.1  # SFT: linear warm-up over the first 10 % of steps, then constant (SPEC §2)
 # Rungs the preference chapters use by default: whole-policy training costs ~100× a reward head on
 # cached features, so the cpu profile keeps its three smallest rungs (about 20 CPU-minutes per seed).
@@ -88,6 +92,15 @@ class PolicyPairs(Dataset):
                        second_start=pick(self.second_start, self.first_start),
                        gt_first=self.gt_first == torch.tensor(keep))
 
+    def subset(self, idx: np.ndarray) -> PolicyPairs:
+        """The pairs at positions `idx`, in that order."""
+        idx = [int(i) for i in idx]
+        pick = lambda a: [a[i] for i in idx]  # noqa: E731
+        ref = lambda t: None if t is None else t[idx]  # noqa: E731
+        return replace(self, first=pick(self.first), second=pick(self.second), first_start=pick(self.first_start),
+                       second_start=pick(self.second_start), gt_first=self.gt_first[idx], helpful=self.helpful[idx],
+                       ref_first=ref(self.ref_first), ref_second=ref(self.ref_second))
+
     @staticmethod
     def concat(a: PolicyPairs, b: PolicyPairs) -> PolicyPairs:
         """Both sets of pairs in one stream (harmless + helpful for the implicit objective)."""
@@ -115,13 +128,21 @@ class _SFTBatches(Dataset):
 
 
 def policy_split_limit(cfg: Config, split: str) -> int | None:
-    """How many pairs of a split policies use (`po_pairs` for harmless splits, `po_helpful`)."""
+    """How many pairs of a split policies use (`po_pairs` for the task's splits, `po_helpful`)."""
     return cfg.po_helpful if split == "helpful" else cfg.po_pairs
+
+
+def task_pairs(cfg: Config, split: str) -> datasets.Dataset:
+    """A split of the config's task (`helpful`: hh-helpful/train for every task), capped as configured."""
+    limit = policy_split_limit(cfg, split)
+    if cfg.task == "honesty" and split != "helpful":
+        return honesty_pairs(split, cfg.data_dir, limit=limit)
+    return load_pairs(split_name(split), cfg.data_dir, limit=limit)
 
 
 def load_policy_pairs(cfg: Config, rung: str, split: str, cache: RunCache) -> tuple[PolicyPairs, np.ndarray]:
     """A split's pairs tokenised for `rung`, in ground-truth order, and their pair ids."""
-    pairs = load_pairs(split_name(split), cfg.data_dir, limit=policy_split_limit(cfg, split))
+    pairs = task_pairs(cfg, split)
     tok = load_tokenizer_for(cfg, cfg.rung(rung), cache)
     chosen = [encode_pair(tok, p, c, cfg.max_length) for p, c in zip(pairs["prompt"], pairs["chosen"])]
     rejected = [encode_pair(tok, p, r, cfg.max_length) for p, r in zip(pairs["prompt"], pairs["rejected"])]
@@ -138,12 +159,14 @@ def response_logps(lm: PreTrainedModel, input_ids: torch.Tensor, attention_mask:
 
     Rows are right-padded; row i's response occupies positions ≥ response_start[i] among its real
     tokens. Position 0 has no prefix, so it is never scored (matters once truncation cut the prompt).
+    The LM head runs on scored positions only: on small policies with a 4,096-token vocabulary it is
+    most of the compute, and prompts are about half of every sequence.
     """
-    logits = lm(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    out = lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
     position = torch.arange(1, input_ids.shape[1], device=input_ids.device)
     scored = (position[None, :] >= response_start[:, None]) & attention_mask[:, 1:].bool()
-    # only scored positions enter the vocabulary-wide softmax: most of the cost on small models
-    token_logp = -F.cross_entropy(logits[scored].float(), input_ids[:, 1:][scored], reduction="none")
+    logits = lm.get_output_embeddings()(out.hidden_states[-1][:, :-1][scored])
+    token_logp = -F.cross_entropy(logits.float(), input_ids[:, 1:][scored], reduction="none")
     rows = scored.nonzero()[:, 0]
     total = torch.zeros(input_ids.shape[0], dtype=token_logp.dtype, device=input_ids.device).index_add(0, rows, token_logp)
     return total, scored.sum(dim=1)
@@ -232,18 +255,73 @@ def _check(cfg: Config, method: str, objective: str) -> None:
         raise ConfigError(f"invalid objective={objective!r}: expected one of {PO_OBJECTIVES}")
 
 
-def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, teacher: Entry | None = None) -> Entry:
-    """The rung after SFT on chosen responses of its training split: `train_gt` with ground truth,
-    or `train_w2s` as ordered by `teacher` (weak-chosen responses). Keeps the weights (the policy's
-    starting point and DPO's reference)."""
-    split = "train_gt" if teacher is None else "train_w2s"
+def keep_mask(m_w: np.ndarray, keep: str, threshold: float) -> np.ndarray:
+    """Which teacher-labelled pairs a student trains on (App. M), from the teacher's confidence M_w in
+    the GT-chosen response: `all`; `oracle`, labels correct and confident (M_w ≥ T, needs ground
+    truth); `confident`, labels confident either way (max(M_w, 1 − M_w) ≥ T, what a deployer can run)."""
+    if keep not in KEEP:
+        raise ConfigError(f"invalid keep={keep!r}: expected one of {KEEP}")
+    m_w = np.asarray(m_w, dtype=float)
+    if keep == "oracle":
+        return m_w >= threshold
+    if keep == "confident":
+        return np.maximum(m_w, 1 - m_w) >= threshold
+    return np.ones(len(m_w), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """What a policy learns from: a split in ground-truth order (no teacher) or in a teacher's
+    predicted order, all of its pairs or only those `keep` selects at `threshold`."""
+
+    split: str
+    teacher: Entry | None = None
+    keep: str = "all"
+    threshold: float = 0.75
+
+    def spec(self) -> dict:
+        """Its part of a run's cache key."""
+        out = {"split": self.split, "labels": "gt" if self.teacher is None else self.teacher.record["key"],
+               "keep": self.keep}
+        if self.keep != "all":
+            out["threshold"] = self.threshold
+        return out
+
+
+def teacher_confidence(entry: Entry, split: str) -> np.ndarray:
+    """A scored policy's confidence in the GT-chosen response on one split, by pair id."""
+    res = entry.results
+    res = res[res["split"] == split].sort_values("pair_id")
+    if res.empty:
+        raise ConfigError(f"the teacher run {entry.record['key'][:12]} was not scored on {split!r}")
+    return res["confidence"].to_numpy()
+
+
+def _training_pairs(cfg: Config, rung: str, cache: RunCache, sup: Supervision) -> PolicyPairs:
+    """The supervision's pairs: in GT order, or in the teacher's predicted order (M_w ≥ 0.5 keeps the
+    GT-chosen response first) and filtered by `keep`."""
+    pairs, ids = load_policy_pairs(cfg, rung, sup.split, cache)
+    if sup.teacher is None:
+        return pairs
+    m_w = teacher_confidence(sup.teacher, sup.split)
+    if len(m_w) != len(ids):
+        raise ConfigError(f"teacher scored {len(m_w)} {sup.split} pairs, the student trains on {len(ids)}")
+    kept = np.flatnonzero(keep_mask(m_w, sup.keep, sup.threshold))
+    if len(kept) == 0:
+        raise ConfigError(f"keep={sup.keep!r} at T = {sup.threshold} leaves no {sup.split} pair to train on")
+    return pairs.ordered(m_w >= 0.5).subset(kept)
+
+
+def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, sup: Supervision = Supervision("train_gt")) -> Entry:
+    """The rung after SFT on the preferred responses of its supervision (GT-chosen, or weak-chosen in
+    the teacher's order). Keeps the weights (the policy's starting point and DPO's reference)."""
     po = cfg.training_spec("po")
-    spec = {"scenario": "po_sft", "rung": cfg.rung(rung).spec(), "labels": "gt" if teacher is None else teacher.record["key"],
-            "seed": seed, "train": {k: po[k] for k in SFT_FIELDS}, "data": data_fingerprint(cfg.data_dir),
+    spec = {"scenario": "po_sft", "rung": cfg.rung(rung).spec(), "supervision": sup.spec(), "seed": seed,
+            "train": {k: po[k] for k in SFT_FIELDS}, "data": data_fingerprint(cfg.data_dir),
             "code": code_version(PO_MODULES)}
 
     def compute(tmp):
-        pairs, _ = _training_pairs(cfg, rung, split, cache, teacher)
+        pairs = _training_pairs(cfg, rung, cache, sup)
         torch.manual_seed(seed)
         lm, tok = load_trunk(cfg, cfg.rung(rung), cache)
         model = _trainable(cfg, lm)
@@ -252,27 +330,9 @@ def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, teacher: Entry
         lm = _merged(model)
         lm.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
-        return pd.DataFrame({"step": range(len(losses)), "loss": losses}), {"split": split}
+        return pd.DataFrame({"step": range(len(losses)), "loss": losses}), {"n_pairs": len(pairs)}
 
     return cache.get_or_compute("po_sft", spec, compute)
-
-
-def _training_pairs(cfg: Config, rung: str, split: str, cache: RunCache,
-                    teacher: Entry | None) -> tuple[PolicyPairs, np.ndarray]:
-    """Training pairs in ground-truth order, or in the teacher's predicted order on `train_w2s`."""
-    pairs, ids = load_policy_pairs(cfg, rung, split, cache)
-    if teacher is None:
-        return pairs, ids
-    labels = teacher_order(teacher)
-    if len(labels) != len(ids):
-        raise ConfigError(f"teacher scored {len(labels)} train_w2s pairs, the student trains on {len(ids)}")
-    return pairs.ordered(labels), ids
-
-
-def teacher_order(entry: Entry, split: str = "train_w2s") -> np.ndarray:
-    """Where a teacher prefers the GT-chosen response (M_w ≥ 0.5), by pair id: the weak labels."""
-    res = entry.results
-    return res[res["split"] == split].sort_values("pair_id")["confidence"].to_numpy() >= 0.5
 
 
 def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int, cache: RunCache,
@@ -297,52 +357,70 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
         frames.append(pd.DataFrame({"split": split, "pair_id": ids, "logp_chosen": s["logp_first"],
                                     "n_chosen": s["n_first"], "logp_rejected": s["logp_second"],
                                     "n_rejected": s["n_second"], "confidence": conf}))
-    return pd.concat(frames, ignore_index=True), {"losses": losses}
+    return pd.concat(frames, ignore_index=True), {"losses": losses, "n_pairs": len(pairs)}
+
+
+def policy_entry(cfg: Config, method: str, rung: str, objective: str, seed: int, cache: RunCache,
+                 sup: Supervision, eval_splits: tuple[str, ...], desc: str) -> Entry:
+    """One policy: SFT on its supervision, then `method` under `objective` (implicit: + GT helpful
+    pairs in the stream, `po_helpful` of them, or as many as the kept pairs when a filter applies),
+    scored on `eval_splits`."""
+    _check(cfg, method, objective)
+    sft = sft_entry(cfg, rung, seed, cache, sup)
+    spec = {"scenario": "po", "method": method, "rung": cfg.rung(rung).spec(), "supervision": sup.spec(),
+            "sft": sft.record["key"], "objective": objective, "eval": list(eval_splits), "seed": seed,
+            "train": _train_spec(cfg, method, objective), "data": data_fingerprint(cfg.data_dir),
+            "code": code_version(PO_MODULES)}
+
+    def compute(tmp):
+        pairs = _training_pairs(cfg, rung, cache, sup)
+        if objective == "implicit":
+            helpful, _ = load_policy_pairs(cfg, rung, "helpful", cache)
+            n = len(helpful) if sup.keep == "all" else min(len(pairs), len(helpful))
+            pairs = PolicyPairs.concat(pairs, helpful.subset(np.arange(n)))
+        return _train_policy(cfg, method, objective, rung, seed, cache, sft, pairs, eval_splits, desc)
+
+    return cache.get_or_compute("po", spec, compute)
 
 
 def po_gt_entry(cfg: Config, method: str, rung: str, seed: int, cache: RunCache) -> Entry:
     """θ^gt for preference optimisation: SFT then `method` on `train_gt` with ground truth; scored on
     `train_w2s` (its labels, when it teaches) and `test`."""
-    _check(cfg, method, "no_conflict")
-    sft = sft_entry(cfg, rung, seed, cache)
-    spec = {"scenario": "po_gt", "method": method, "rung": cfg.rung(rung).spec(), "sft": sft.record["key"],
-            "seed": seed, "train": _train_spec(cfg, method, "no_conflict"), "data": data_fingerprint(cfg.data_dir),
-            "code": code_version(PO_MODULES)}
-
-    def compute(tmp):
-        pairs, _ = _training_pairs(cfg, rung, "train_gt", cache, None)
-        return _train_policy(cfg, method, "no_conflict", rung, seed, cache, sft, pairs, ("train_w2s", "test"),
-                             f"{method} GT {rung} s{seed}")
-
-    return cache.get_or_compute("po", spec, compute)
+    return policy_entry(cfg, method, rung, "no_conflict", seed, cache, Supervision("train_gt"),
+                        ("train_w2s", "test"), f"{method} GT {rung} s{seed}")
 
 
-def po_w2s_entry(cfg: Config, method: str, weak: str, strong: str, objective: str, seed: int,
-                 cache: RunCache) -> Entry:
-    """θ_s^w: the strong rung, SFT on weak-chosen responses, then `method` on the weak order of
-    `train_w2s` under one objective (implicit: + `po_helpful` GT helpful pairs in the stream)."""
+def po_w2s_entry(cfg: Config, method: str, weak: str, strong: str, objective: str, seed: int, cache: RunCache,
+                 keep: str = "all", via: str | None = None) -> Entry:
+    """θ_s^w: the strong rung trained on the weak GT policy's order of `train_w2s` under one objective,
+    only on the pairs `keep` selects (App. M). With `via` (App. N, bootstrapping): the weak policy
+    first teaches `via` on `train_w2s` without conflict, `via` orders `train_gt`, and the strong rung
+    learns from that order, the conflict in this last stage only."""
     _check(cfg, method, objective)
-    if cfg.rank(weak) >= cfg.rank(strong):
-        raise ConfigError(f"weak rung {weak!r} must sit below strong rung {strong!r} in the ladder")
+    keep_mask(np.zeros(0), keep, cfg.threshold)  # a bad `keep` fails before anything trains
+    chain = [weak] + ([via] if via is not None else []) + [strong]
+    if any(cfg.rank(a) >= cfg.rank(b) for a, b in zip(chain, chain[1:])):
+        raise ConfigError(f"each rung must sit below the next in the ladder along weak -> via -> strong, got {' -> '.join(chain)}")
     teacher = po_gt_entry(cfg, method, weak, seed, cache)
-    sft = sft_entry(cfg, strong, seed, cache, teacher=teacher)
-    spec = {"scenario": "po_w2s", "method": method, "strong": cfg.rung(strong).spec(), "teacher": teacher.record["key"],
-            "sft": sft.record["key"], "objective": objective, "seed": seed,
-            "train": _train_spec(cfg, method, objective), "data": data_fingerprint(cfg.data_dir),
-            "code": code_version(PO_MODULES)}
-
-    def compute(tmp):
-        pairs, _ = _training_pairs(cfg, strong, "train_w2s", cache, teacher)
-        if objective == "implicit":
-            pairs = PolicyPairs.concat(pairs, load_policy_pairs(cfg, strong, "helpful", cache)[0])
-        return _train_policy(cfg, method, objective, strong, seed, cache, sft, pairs, ("test",),
-                             f"{method} W2S {weak}->{strong} {objective} s{seed}")
-
-    return cache.get_or_compute("po", spec, compute)
+    split = "train_w2s"
+    if via is not None:
+        teacher = policy_entry(cfg, method, via, "no_conflict", seed, cache, Supervision("train_w2s", teacher),
+                               ("train_gt", "test"), f"{method} W2S {weak}->{via} s{seed}")
+        split = "train_gt"
+    route = " -> ".join(chain)
+    return policy_entry(cfg, method, strong, objective, seed, cache, Supervision(split, teacher, keep, cfg.threshold),
+                        ("test",), f"{method} W2S {route} {objective} {keep} s{seed}")
 
 
-def run_po_matrix(cfg: Config, cache: RunCache, method: str,
-                  objectives: tuple[str, ...] = PO_OBJECTIVES) -> pd.DataFrame:
+def _test_rows(entry: Entry, **columns) -> pd.DataFrame:
+    """A run's test confidences by pair id, with `columns` naming the run."""
+    res = entry.results
+    res = res[res["split"] == "test"].sort_values("pair_id")
+    return pd.DataFrame({**columns, "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()})
+
+
+def run_po_matrix(cfg: Config, cache: RunCache, method: str, objectives: tuple[str, ...] = PO_OBJECTIVES,
+                  keep: str = "all") -> pd.DataFrame:
     """Every run of a preference-optimisation chapter; test confidences in long form (the columns of
     `experiments.run_rm_matrix`: model, weak, strong, seed, pair_id, confidence)."""
     jobs = [("gt", r, r, s) for r in cfg.rungs for s in cfg.seeds]
@@ -350,9 +428,19 @@ def run_po_matrix(cfg: Config, cache: RunCache, method: str,
     frames = []
     for model, weak, strong, seed in tqdm(jobs, desc=f"{method} runs", disable=None):
         entry = (po_gt_entry(cfg, method, weak, seed, cache) if model == "gt"
-                 else po_w2s_entry(cfg, method, weak, strong, model, seed, cache))
-        res = entry.results
-        res = res[res["split"] == "test"].sort_values("pair_id")
-        frames.append(pd.DataFrame({"model": model, "weak": weak, "strong": strong, "seed": seed,
-                                    "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()}))
+                 else po_w2s_entry(cfg, method, weak, strong, model, seed, cache, keep=keep))
+        frames.append(_test_rows(entry, model=model, weak=weak, strong=strong, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_bootstrap(cfg: Config, cache: RunCache, method: str, objective: str = "implicit") -> pd.DataFrame:
+    """App. N: the top selected rung taught by every lower rung, directly (`via` = the weak rung itself)
+    and through every rung in between; test confidences in long form with a `via` column."""
+    chosen = sorted(cfg.rungs, key=cfg.rank)
+    strong = chosen[-1]
+    jobs = [(w, v, s) for i, w in enumerate(chosen[:-1]) for v in chosen[i:-1] for s in cfg.seeds]
+    frames = []
+    for weak, via, seed in tqdm(jobs, desc=f"{method} bootstrapping runs", disable=None):
+        entry = po_w2s_entry(cfg, method, weak, strong, objective, seed, cache, via=None if via == weak else via)
+        frames.append(_test_rows(entry, model=objective, weak=weak, via=via, strong=strong, seed=seed))
     return pd.concat(frames, ignore_index=True)
