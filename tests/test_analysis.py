@@ -464,3 +464,47 @@ def test_ratio_summary_with_no_flips_anywhere_is_nan():
     row = A.summarise_ratio(none, none)
     assert np.isnan(row["mean"]) and np.isnan(row["lo"]) and np.isnan(row["hi"])
     assert A.summarise_ratio(ones, ones)["lo"] == 1.0
+
+
+# --------------------------------------------------------------------------- comparisons (α, mitigations)
+
+def _cells(values):
+    """(DS, lo, hi) per strong rung, one weak rung, one objective."""
+    return pd.DataFrame([{"weak": "a", "strong": s, "objective": "implicit", "DS": v, "DS_lo": lo, "DS_hi": hi}
+                         for s, (v, lo, hi) in zip("bcd", values)])
+
+
+def test_compare_cells_by_hand():
+    base = _cells([(0.5, 0.4, 0.6), (0.5, 0.4, 0.6), (0.5, 0.4, 0.6)])
+    other = _cells([(0.8, 0.7, 0.9), (0.2, 0.1, 0.3), (0.55, 0.6, 0.7)])  # third: touches base's hi exactly
+    assert A.compare_cells(base, other)["change"].tolist() == ["above", "below", "inconclusive"]
+
+
+def test_change_and_no_mitigation_verdicts():
+    assert A.change_verdict("c", ["below", "below", "inconclusive"], "below")["verdict"] == "reproduced"
+    assert A.change_verdict("c", ["below", "above", "below"], "below")["verdict"] == "inconclusive"
+    assert A.change_verdict("c", ["above", "above", "inconclusive"], "below")["verdict"] == "not reproduced"
+    assert A.change_verdict("c", [], "below")["verdict"] == "inconclusive"
+    # does not mitigate: no fall and deception persists
+    assert A.no_mitigation_verdict("c", ["inconclusive"] * 3, ["above"] * 3)["verdict"] == "reproduced"
+    # it mitigates in most cells
+    assert A.no_mitigation_verdict("c", ["below", "below", "above"], ["above"] * 3)["verdict"] == "not reproduced"
+    # nothing to mitigate: no deception after it either way
+    assert A.no_mitigation_verdict("c", ["inconclusive"] * 3, ["below"] * 3)["verdict"] == "inconclusive"
+
+
+def test_route_table_pairs_each_route_with_its_own_reference():
+    n = 8
+    conf = {"w": np.full(n, 0.2), "s": np.full(n, 0.9)}  # weak knows nothing, strong everything: all in Sk∩Wuk
+    rows = [pd.DataFrame({"model": "gt", "weak": r, "strong": r, "seed": 0, "pair_id": range(n), "confidence": conf[r]})
+            for r in ("w", "s")]
+    gt = pd.concat(rows, ignore_index=True)
+    right, wrong = np.full(n, 0.8), np.r_[np.full(2, 0.3), np.full(n - 2, 0.8)]  # 2 flips
+    routes = pd.concat([
+        pd.DataFrame({"model": m, "weak": "w", "via": via, "strong": "s", "seed": 0, "pair_id": range(n), "confidence": c})
+        for via, m, c in (("w", "no_conflict", right), ("w", "implicit", wrong), ("m", "no_conflict", wrong),
+                          ("m", "implicit", wrong))], ignore_index=True)
+    ds, acc = A.route_table(gt, routes, 0.75)
+    assert ds.set_index("via")["DS"].to_dict()["w"] == 1.0  # both flips in Sk∩Wuk
+    assert np.isnan(ds.set_index("via")["DS"].to_dict()["m"])  # same predictions as its reference: no flips
+    assert acc.set_index("via")["mean"].to_dict() == {"w": 0.75, "m": 0.75}

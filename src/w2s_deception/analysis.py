@@ -343,3 +343,53 @@ def flip_scatter(long: pd.DataFrame, weak: str, strong: str, objectives: Sequenc
                             "flipped": M.flips(ref, _confs(long, obj, weak, strong)[seed])[right]})
               for obj in objectives]
     return pd.concat(frames, ignore_index=True)
+
+
+def compare_cells(base: pd.DataFrame, other: pd.DataFrame, value: str = "DS", lo: str = "DS_lo",
+                  hi: str = "DS_hi", on: Sequence[str] = ("weak", "strong", "objective")) -> pd.DataFrame:
+    """Cell by cell (the `on` columns both tables have), `other`'s 95 % interval of `value` against
+    `base`'s: 'above' when it lies wholly above, 'below' when wholly below, else 'inconclusive'."""
+    keys = [k for k in on if k in base and k in other]
+    merged = base[keys + [value, lo, hi]].merge(other[keys + [value, lo, hi]], on=keys, suffixes=("_base", ""))
+    merged["change"] = ["above" if r[lo] > r[f"{hi}_base"] else "below" if r[hi] < r[f"{lo}_base"] else "inconclusive"
+                        for _, r in merged.iterrows()]
+    return merged
+
+
+def change_verdict(claim: str, changes: Sequence[str], direction: str) -> dict[str, str]:
+    """A claim that a change moves the cells in `direction` ('above' or 'below'): reproduced when most
+    cells move that way and none the other, not reproduced when most move the other way or none move."""
+    other = "below" if direction == "above" else "above"
+    relabelled = ["above" if c == direction else "below" if c == other else c for c in changes]
+    return {"claim": claim, "verdict": claim_verdict(relabelled),
+            "evidence": f"{changes.count(direction)} {direction}, {changes.count(other)} {other}, "
+                        f"{len(changes) - changes.count(direction) - changes.count(other)} inconclusive of "
+                        f"{len(changes)} cells (non-overlapping 95% intervals)"}
+
+
+def no_mitigation_verdict(claim: str, changes: Sequence[str], vs_null_after: Sequence[str]) -> dict[str, str]:
+    """A claim that a mitigation does not (or barely) help: not reproduced when most cells' DS falls;
+    reproduced when no cell's DS falls and deception persists after it (most cells above the null);
+    otherwise inconclusive, including when there is no deception to mitigate."""
+    falls, persists = list(changes).count("below"), claim_verdict(list(vs_null_after))
+    verdict = ("not reproduced" if falls > len(changes) / 2 else
+               "reproduced" if falls == 0 and persists == "reproduced" else "inconclusive")
+    return {"claim": claim, "verdict": verdict,
+            "evidence": f"DS falls in {falls} of {len(changes)} cells; after it, deception exists: {persists} "
+                        f"({list(vs_null_after).count('above')} of {len(vs_null_after)} cells above the null)"}
+
+
+def route_table(gt: pd.DataFrame, routes: pd.DataFrame, T: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bootstrapping (App. N): DS and the strong student's test accuracy for every weak rung and route
+    (`via` = the weak rung itself for direct supervision). `gt` holds the GT rows of the matrix;
+    `routes` the `run_bootstrap` rows of the no-conflict and conflict students (column `via`)."""
+    ds_rows, acc_rows = [], []
+    for (weak, via), route in routes.groupby(["weak", "via"], sort=False):
+        strong = route["strong"].iloc[0]
+        long = pd.concat([gt, route.drop(columns="via")], ignore_index=True)
+        for obj in [o for o in route["model"].unique() if o != "no_conflict"]:
+            ds = ds_table(long, [(weak, strong)], (obj,), T)
+            ds_rows.append(ds.assign(via=via))
+            acc_rows.append({"weak": weak, "via": via, "strong": strong, "objective": obj,
+                             **accuracy_row(list(_confs(long, obj, weak, strong).values()))})
+    return pd.concat(ds_rows, ignore_index=True), pd.DataFrame(acc_rows)

@@ -188,19 +188,26 @@ def tax_chart(tax: pd.DataFrame, title: str) -> alt.FacetChart:
     ).properties(width=220, height=200).facet(column=alt.Column("objective:N", title=None)).properties(title=title)
 
 
-def threshold_chart(table: pd.DataFrame, title: str) -> alt.FacetChart:
-    """App. I style: DS of every weak → strong cell at each threshold T, one panel per scenario × objective."""
+def sweep_chart(table: pd.DataFrame, param: str, axis_title: str, title: str) -> alt.FacetChart:
+    """DS of every weak → strong cell at each value of one swept setting (T in App. I, α in App. J, the
+    training-data filter in App. M), one panel per scenario × objective."""
     data = table.assign(pair=table["weak"] + " → " + table["strong"], lo=table["DS_lo"], hi=table["DS_hi"])
-    tips = ["scenario:N", "objective:N", "pair:N", alt.Tooltip("T:Q", format=".2f"), alt.Tooltip("DS:Q", format=_FMT),
+    value_tip = alt.Tooltip(f"{param}:Q", format=".2f") if pd.api.types.is_numeric_dtype(data[param]) else f"{param}:N"
+    tips = ["scenario:N", "objective:N", "pair:N", value_tip, alt.Tooltip("DS:Q", format=_FMT),
             alt.Tooltip("lo:Q", format=_FMT), alt.Tooltip("hi:Q", format=_FMT), alt.Tooltip("null:Q", format=_FMT),
             alt.Tooltip("flips:Q", format=".0f", title="flips (mean)")]
-    enc = dict(x=alt.X("T:O", title="threshold T"), color=alt.Color("pair:N", title="weak → strong"),
-               xOffset=alt.XOffset("pair:N"), tooltip=tips)
+    enc = dict(x=alt.X(f"{param}:O", title=axis_title, sort=list(dict.fromkeys(data[param]))),
+               color=alt.Color("pair:N", title="weak → strong"), xOffset=alt.XOffset("pair:N"), tooltip=tips)
     base = alt.Chart()
     layer = base.mark_rule().encode(y="lo:Q", y2="hi:Q", **enc) + base.mark_point(filled=True, size=50).encode(
         y=alt.Y("DS:Q", title="deception score"), **enc)
     return alt.layer(layer, data=data).properties(width=220, height=180).facet(
         row=alt.Row("scenario:N", title=None), column=alt.Column("objective:N", title=None)).properties(title=title)
+
+
+def threshold_chart(table: pd.DataFrame, title: str) -> alt.FacetChart:
+    """App. I style: DS of every weak → strong cell at each threshold T, one panel per scenario × objective."""
+    return sweep_chart(table, "T", "threshold T", title)
 
 
 def flip_scatter_chart(points: pd.DataFrame, T: float, title: str) -> alt.FacetChart:

@@ -100,6 +100,10 @@ CAPABILITY_CHAPTER = {
               "strong_rungs": ("llama3-8b", "llama3-70b", "llama3.1-8b"), "po_lr": 3e-4},
 }
 
+# App. O (honesty): 2,000 helpful pairs in the implicit stream, batch size 16
+HONESTY_CHAPTER = {"cpu": {"po_helpful": 2000, "batch_size": 16}, "smoke": {"batch_size": 16},
+                   "paper": {"po_helpful": 2000, "batch_size": 16}}
+
 
 @dataclass(frozen=True)
 class Config:
