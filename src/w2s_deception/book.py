@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,30 @@ def build_html(root: Path) -> int:
     return subprocess.run([str(jupyter_book), "build", str(root)], check=False).returncode
 
 
+def execute_all(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
+    """Execute chapters, `jobs` at a time (each kernel then gets its share of the CPU threads); a
+    failing chapter stops none of the others. True when all succeeded."""
+    def one(name: str) -> bool:
+        start = time.perf_counter()
+        try:
+            execute_chapter(root, name, {"profile": profile})
+        except ChapterError as err:
+            print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]", flush=True)
+            return False
+        print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
+        return True
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if jobs > 1 and threads is None:  # read by torch in each kernel: no oversubscribed cores
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return all(list(pool.map(one, names)))
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
     """Command-line options; `--chapters` defaults to every notebook chapter in the toc."""
     parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__)
@@ -211,6 +236,8 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
     parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="chapters executed at once, after their trainings (default: 2, or 1 on one CPU)")
     parser.add_argument("--store-test-outputs", action="store_true",
                         help="re-execute notebooks/ in place with the smoke profile (the outputs nbval compares)")
     return parser.parse_args(argv)
@@ -226,20 +253,16 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     write_vega_bundle(root / STATIC_DIR)
     if not args.skip_execute:
         check_kernel()
-        for name in [c for c in notebooks if c in args.chapters]:
-            start = time.perf_counter()
+        selected = [c for c in notebooks if c in args.chapters]
+        for name in selected:  # one by one, so the terminal shows each training's progress bars
             try:
                 prepare_chapter(name, args.profile)
             except Exception as err:  # the notebook meets the same error and records it visibly
                 print(f"{name}: training failed ({type(err).__name__}: {err}); executing the notebook "
                       "to record the error", flush=True)
-            try:
-                execute_chapter(root, name, {"profile": args.profile})
-            except ChapterError as err:
-                print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]", flush=True)
-                print("HTML not built: fix the chapter above and rerun.", file=sys.stderr)
-                return 1
-            print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
+        if not execute_all(root, selected, args.profile, args.jobs):
+            print("HTML not built: fix the chapters above and rerun.", file=sys.stderr)
+            return 1
     update_intro(root)
     return 0 if args.skip_html else build_html(root)
 
