@@ -491,6 +491,11 @@ def test_change_and_no_mitigation_verdicts():
     assert A.no_mitigation_verdict("c", ["below", "below", "above"], ["above"] * 3)["verdict"] == "not reproduced"
     # nothing to mitigate: no deception after it either way
     assert A.no_mitigation_verdict("c", ["inconclusive"] * 3, ["below"] * 3)["verdict"] == "inconclusive"
+    # one cell of four falls: "does not help" fails to hold, "helps little" holds
+    falls_once = ["below", "inconclusive", "inconclusive", "above"]
+    assert A.no_mitigation_verdict("c", falls_once, ["above"] * 4)["verdict"] == "inconclusive"
+    assert A.no_mitigation_verdict("c", falls_once, ["above"] * 4, allow=0.5)["verdict"] == "reproduced"
+    assert A.no_mitigation_verdict("c", ["below"] * 2 + ["inconclusive"] * 2, ["above"] * 4, allow=0.5)["verdict"] == "reproduced"
 
 
 def test_route_table_pairs_each_route_with_its_own_reference():

@@ -14,7 +14,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from w2s_deception import preference as P
-from w2s_deception.cache import RunCache
+from w2s_deception.cache import Entry, RunCache
 from w2s_deception.config import PO_FIELDS, RM_FIELDS, ConfigError, get_config
 from w2s_deception.experiments import open_cache
 from w2s_deception.ladder import pretrain_entry
@@ -250,3 +250,15 @@ def test_filter_and_bootstrap_runs(tmp_path: Path) -> None:
     assert via.record["spec"]["supervision"]["split"] == "train_gt"
     assert set(pd.read_parquet(mid / "results.parquet")["split"]) == {"train_gt", "test"}
     assert json.loads((mid / "record.json").read_text())["spec"]["objective"] == "no_conflict"
+
+
+def test_a_filter_that_keeps_nothing_fails_before_training(tmp_path: Path) -> None:
+    cfg = get_config("smoke", po_pairs=24)
+    cache = _runs_with_shared_ladder(tmp_path / "runs")
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    pd.DataFrame({"split": "train_w2s", "pair_id": range(24), "confidence": 0.6}).to_parquet(folder / "results.parquet")
+    teacher = Entry(folder, {"key": "t" * 64})
+    with pytest.raises(ConfigError, match="keep='oracle' at T = 0.75 leaves no train_w2s pair"):
+        P._training_pairs(cfg, "s-nano", cache, P.Supervision("train_w2s", teacher, "oracle", 0.75))
+    assert len(P._training_pairs(cfg, "s-nano", cache, P.Supervision("train_w2s", teacher))) == 24
