@@ -427,6 +427,10 @@ def test_threshold_verdicts_need_every_threshold(monkeypatch):
     assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["inconclusive"]
     verdicts = iter([(0.1, 0.3)] * 4)
     assert A.threshold_verdicts(table, len, "RM")["verdict"].tolist() == ["reproduced"]
+    nan = float("nan")  # a slope without an interval (3 cells) is named so in the evidence
+    verdicts = iter([(nan, nan)] * 4)
+    row = A.threshold_verdicts(table, len, "RM").iloc[0]
+    assert row["verdict"] == "inconclusive" and row["evidence"].count("(no interval)") == 4
 
 
 # --------------------------------------------------------------------------- summarise_ratio (the fast path)

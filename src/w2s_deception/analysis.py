@@ -300,7 +300,8 @@ def threshold_verdicts(table: pd.DataFrame, rank: Callable[[str], int], scenario
         cells = {}
         for T, sub in by_obj.groupby("T"):
             trend = gap_trend(sub, "DS", rank)
-            cells[T] = (interval_verdict(trend["lo"], trend["hi"]), trend["slope"])
+            kind = interval_verdict(trend["lo"], trend["hi"])
+            cells[T] = ("no interval" if kind == "no data" and not np.isnan(trend["slope"]) else kind, trend["slope"])
         kinds = [v for v, _ in cells.values()]
         verdict = ("reproduced" if all(k == "above" for k in kinds) else
                    "not reproduced" if "below" in kinds else "inconclusive")
