@@ -324,9 +324,7 @@ def spontaneous_verdicts(abs_ds: pd.DataFrame, ds: pd.DataFrame, rank: Callable[
                  "verdict": {"above": "reproduced", "below": "not reproduced"}.get(
                      interval_verdict(trend["lo"], trend["hi"]), "inconclusive"),
                  "evidence": trend_text(trend)})
-    merged = plain.merge(ds, on=["weak", "strong"], suffixes=("_abs", ""))
-    lower = [("above" if r["DS_lo"] > r["DS_hi_abs"] else "below" if r["DS_hi"] < r["DS_lo_abs"] else "inconclusive")
-             for _, r in merged.iterrows()]
+    lower = compare_cells(plain, ds, on=("weak", "strong"))["change"].tolist()
     rows.append({"claim": f"{scenario}: conflicts exacerbate deception (conflict DS above the no-conflict absolute DS)",
                  "verdict": claim_verdict(lower),
                  "evidence": f"{lower.count('above')} above, {lower.count('below')} below of {len(lower)} "

@@ -19,6 +19,11 @@ FILTER_LABELS = {"all": "all weak labels", "oracle": "oracle: correct, M_w ≥ T
                  "confident": "non-oracle: max(M_w, 1 − M_w) ≥ T"}
 
 
+def _teachers(cfg: Config) -> list[str]:
+    """The rungs that teach some weak → strong pair of the config, weakest first."""
+    return sorted({w for w, _ in cfg.pairs()}, key=cfg.rank)
+
+
 def filter_runs(cfg: Config, cache: RunCache, method: str = "simpo",
                 objective: str = "implicit") -> tuple[pd.DataFrame, list[str]]:
     """App. M: the matrix's no-conflict and `objective` students trained on all weak labels, on the
@@ -27,7 +32,7 @@ def filter_runs(cfg: Config, cache: RunCache, method: str = "simpo",
     kept = kept_pairs(cfg, cache, method, reduce=False)
     frames, skipped = [], []
     for keep in KEEP:
-        for weak in sorted({w for w, _ in cfg.pairs()}, key=cfg.rank):
+        for weak in _teachers(cfg):
             if kept[(kept["teacher"] == weak) & (kept["keep"] == keep)]["pairs"].min() == 0:
                 skipped.append(f"{weak}, {FILTER_LABELS[keep]}")
                 continue
@@ -41,7 +46,7 @@ def kept_pairs(cfg: Config, cache: RunCache, method: str = "simpo", reduce: bool
     """How many `train_w2s` pairs each filter keeps per weak teacher, and the share of them whose
     weak label is correct: per seed, or (`reduce`) the mean over seeds."""
     rows = []
-    for rung in sorted({w for w, _ in cfg.pairs()}, key=cfg.rank):
+    for rung in _teachers(cfg):
         for seed in cfg.seeds:
             m_w = teacher_confidence(po_gt_entry(cfg, method, rung, seed, cache), "train_w2s")
             for keep in KEEP:
