@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
 import shutil
@@ -108,7 +109,9 @@ def outputs_text(path: Path) -> str:
 def test_failing_chapter_stops_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A raising chapter: non-zero exit, a message naming it, the error kept in book/, no HTML."""
     root = make_root(tmp_path, ["good", "bad"])
-    assert main(["--profile", "smoke", "--skip-html"], root=root) != 0
+    cwd = os.getcwd()
+    assert main(["--profile", "smoke", "--skip-html", "--jobs", "2"], root=root) != 0
+    assert os.getcwd() == cwd  # chapters run in their own processes: papermill's chdir stays there
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1, out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -205,25 +206,33 @@ def build_html(root: Path) -> int:
     return subprocess.run([str(jupyter_book), "build", str(root)], check=False).returncode
 
 
-def execute_all(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
-    """Execute chapters, `jobs` at a time (each kernel then gets its share of the CPU threads); a
-    failing chapter stops none of the others. True when all succeeded."""
-    def one(name: str) -> bool:
-        start = time.perf_counter()
-        try:
-            execute_chapter(root, name, {"profile": profile})
-        except ChapterError as err:
-            print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]", flush=True)
-            return False
-        print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
-        return True
+def _run_chapter(root: Path, name: str, profile: str) -> tuple[str, str | None, float]:
+    """Execute one chapter: (name, the error line or None, seconds)."""
+    start = time.perf_counter()
+    try:
+        execute_chapter(root, name, {"profile": profile})
+    except ChapterError as err:
+        return name, str(err), time.perf_counter() - start
+    return name, None, time.perf_counter() - start
 
+
+def execute_all(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
+    """Execute chapters, `jobs` at a time, each in its own process (papermill changes the process's
+    working directory while it runs, so chapters cannot share one), each kernel with its share of
+    the CPU threads; a failing chapter stops none of the others. True when all succeeded."""
+    def report(name: str, error: str | None, seconds: float) -> bool:
+        print(f"FAILED {error} [{seconds:.1f} s]" if error else f"executed {name} [{seconds:.1f} s]", flush=True)
+        return error is None
+
+    if jobs <= 1:
+        return all([report(*_run_chapter(root, name, profile)) for name in names])
     threads = os.environ.get("OMP_NUM_THREADS")
-    if jobs > 1 and threads is None:  # read by torch in each kernel: no oversubscribed cores
+    if threads is None:  # read by torch in each kernel: no oversubscribed cores
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return all(list(pool.map(one, names)))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_run_chapter, root, name, profile) for name in names]
+            return all([report(*future.result()) for future in as_completed(futures)])
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
