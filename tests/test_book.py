@@ -1,9 +1,9 @@
 """The book build (`w2s_deception.book`) on a throwaway repo root with tiny chapters.
 
 `good` prints something derived from its `profile` parameter; `bad` raises; `toy` draws a chart,
-links its results and records a verdict. None is in `experiments.CHAPTER_RUNS`, so nothing
-trains. The HTML is built once (the slow part), for the real book plus `good` and `toy`, and
-every page is opened in headless Chromium.
+links its results and records a verdict. `book.prepare_chapter` trains nothing for any of them.
+The HTML is built once (the slow part), for the real book plus `good` and `toy`, and every page
+is opened in headless Chromium.
 """
 
 from __future__ import annotations

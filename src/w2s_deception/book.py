@@ -121,11 +121,16 @@ def prepare_chapter(name: str, profile: str) -> None:
     """Run a chapter's trainings here first, so the terminal shows progress bars and the notebook
     (which calls the same function) only reads the warm cache."""
     from w2s_deception.config import get_config
-    from w2s_deception.experiments import CHAPTER_RUNS, open_cache
+    from w2s_deception.experiments import open_cache, run_rm_matrix
+    from w2s_deception.preference import po_config, run_po_matrix
 
-    if name in CHAPTER_RUNS:
+    # Decided here, not in a module the run cache hashes, so adding a chapter retrains nothing.
+    if name == "reward_modeling":
         cfg = get_config(profile)
-        CHAPTER_RUNS[name](cfg, open_cache(cfg))
+        run_rm_matrix(cfg, open_cache(cfg))
+    elif name in ("simpo", "dpo"):
+        cfg = po_config(profile)
+        run_po_matrix(cfg, open_cache(cfg), name)
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
