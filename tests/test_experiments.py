@@ -4,10 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from w2s_deception import experiments as E
 from w2s_deception.cache import RunCache
 from w2s_deception.config import ConfigError, get_config
+from w2s_deception.train import PairExamples
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,28 @@ def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
     conf = E.test_confidences(student)
     assert conf.shape == (40,) and np.isfinite(conf).all()
     assert len(student.record["losses"]) == 2 * 40 // 8  # harmless + helpful pairs, one epoch
+
+
+def test_feature_scale_by_hand():
+    # dimension 0 takes 1, 3, 5, 7 over the chosen and rejected rows: sample std sqrt(20 / 3);
+    # dimension 1 never varies, so it keeps scale 1 instead of dividing by zero
+    feats = torch.tensor([[[1.0, 2.0], [3.0, 2.0]], [[5.0, 2.0], [7.0, 2.0]]])
+    np.testing.assert_allclose(E.feature_scale(feats).numpy(), [np.sqrt(20 / 3), 1.0], rtol=1e-6)
+
+
+def test_head_margins_do_not_depend_on_a_feature_dimensions_units(cfg, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(64, 2, 4, generator=gen)
+    target = (feats[:, 0, 0] > feats[:, 1, 0]).float()
+    stretched = feats.clone()
+    stretched[..., 2] *= 1000.0  # one dimension in other units, as a wide activation would be
+
+    def margins(f):
+        ex = PairExamples(target, torch.zeros(64, dtype=torch.bool), features=f)
+        monkeypatch.setattr(E, "_examples", lambda *a, **k: (ex, np.arange(64)))
+        res, extras = E._train_and_predict(cfg, "s-nano", ex, "no_conflict", 0.0, 0, None, ("test",), "t")
+        # the stored head applies to raw features
+        np.testing.assert_allclose((f[:, 0] - f[:, 1]) @ torch.tensor(extras["head"][0]), res["margin"], rtol=1e-4, atol=1e-5)
+        return res["margin"].to_numpy()
+
+    np.testing.assert_allclose(margins(stretched), margins(feats), rtol=1e-4, atol=1e-5)

