@@ -7,8 +7,8 @@ from w2s_deception.config import Config, ConfigError, get_config
 
 def test_profiles_and_defaults():
     cpu = get_config("cpu")
-    assert cpu.rungs == ("pico", "nano", "micro", "mini") and cpu.seeds == (0, 1, 2)
-    assert get_config("cpu", rungs=["nano", "smol"]).rung("smol").source == "gguf"
+    assert cpu.rungs == ("pico", "micro", "mini", "smol") and cpu.seeds == (0, 1, 2)
+    assert cpu.rung("smol").source == "gguf" and cpu.rung("nano").source == "scratch"  # nano: selectable
     assert cpu.threshold == 0.75 and cpu.alpha == 0.5
     smoke = get_config("smoke")
     assert len(smoke.rungs) == 3 and smoke.n_pairs == 300
@@ -57,6 +57,14 @@ def test_unknown_override_and_rung_lookup():
         get_config("cpu").rung("gpt2")
 
 
+def test_position_counts_selected_rungs_only():
+    cfg = get_config("cpu", rungs=["smol", "pico", "mini"])  # given out of order
+    assert [cfg.position(r) for r in ("pico", "mini", "smol")] == [0, 1, 2]
+    assert [cfg.rank(r) for r in ("pico", "mini", "smol")] == [0, 3, 4]  # the whole ladder's order
+    with pytest.raises(ValueError):
+        cfg.position("nano")  # not selected
+
+
 def test_training_spec_drops_presentational_fields():
     a, b = get_config("cpu"), get_config("cpu", threshold=0.8, seeds=(5,), runs_dir="/tmp/x")
     assert a.training_spec() == b.training_spec()
@@ -66,7 +74,7 @@ def test_training_spec_drops_presentational_fields():
 def test_weak_and_strong_selections_filter_the_pairs():
     cfg = get_config("cpu", weak_rungs=["pico"], strong_rungs=["micro", "mini"])
     assert cfg.pairs() == [("pico", "micro"), ("pico", "mini")]
-    assert get_config("cpu", strong_rungs="mini").pairs() == [("pico", "mini"), ("nano", "mini"), ("micro", "mini")]
+    assert get_config("cpu", strong_rungs="mini").pairs() == [("pico", "mini"), ("micro", "mini")]
     with pytest.raises(ConfigError, match="invalid weak_rungs='mini'"):
         get_config("cpu", rungs=["pico", "nano"], weak_rungs=["mini"])
     assert cfg.training_spec() == get_config("cpu").training_spec()
