@@ -144,6 +144,14 @@ def _open(path: Path) -> tuple[Entry | None, list[str]]:
     return entry, verify(entry)
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed process group; (0, 1) without one."""
+    dist = sys.modules.get("torch.distributed")  # never imports torch: a process group needs it imported
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _pid_alive(pid: int) -> bool:
     """Tell whether process `pid` still runs on this machine."""
     try:
@@ -192,6 +200,8 @@ class RunCache:
         self, kind: str, spec: Mapping, compute: Callable[[Path], tuple[pd.DataFrame, dict]]
     ) -> Entry:
         """Return the entry for `spec`, calling compute(tmpdir) -> (results, extra record) only if missing or corrupt."""
+        if _process_group()[1] > 1:
+            return self._get_or_compute_together(kind, spec, compute)
         key = run_key(spec)
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +226,42 @@ class RunCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return Entry(final, record)
+
+    def _get_or_compute_together(
+        self, kind: str, spec: Mapping, compute: Callable[[Path], tuple[pd.DataFrame, dict]]
+    ) -> Entry:
+        """`get_or_compute` under a torch.distributed process group (`accelerate` with several processes).
+
+        Every process must run `compute`, because the training inside it is collective, but only the
+        main one publishes: transformers' `save_pretrained` writes weights on the main process alone,
+        so another process's temp folder can lack them and still look complete. Whether the entry
+        exists is decided by the main process and broadcast, so that all processes take the same path
+        (a process that returned early would leave the others waiting at the barrier forever).
+        """
+        import torch.distributed as dist
+
+        rank = _process_group()[0]
+        final = self.path(kind, run_key(spec))
+        decision: list[bool | None] = [None]
+        if rank == 0:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale(final.parent)
+            if final.is_dir() and _open(final)[1]:
+                logger.warning("corrupt %s entry %s: moved to %s, recomputing", kind, final, self._move_aside(final))
+            decision = [final.is_dir()]
+        dist.broadcast_object_list(decision, src=0)
+        if not decision[0]:
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))
+            try:
+                if rank == 0:
+                    self._build(tmp, kind, final.name, spec, compute)
+                    os.replace(tmp, final)
+                else:
+                    compute(tmp)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            dist.barrier()
+        return self.load(kind, spec)
 
     @staticmethod
     def _build(tmp: Path, kind: str, key: str, spec: Mapping,
