@@ -88,20 +88,22 @@ def feature_scale(features: torch.Tensor) -> torch.Tensor:
 
 
 def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective: str, alpha: float,
-                       seed: int, cache: RunCache, eval_splits: tuple[str, ...], desc: str):
-    """Train a fresh reward model on `examples`, then score `eval_splits`; returns (results, record extras)."""
+                       seed: int, cache: RunCache, eval_splits: tuple[str, ...], desc: str,
+                       loaded: dict[str, tuple[PairExamples, np.ndarray]] | None = None):
+    """Train a fresh reward model on `examples`, then score `eval_splits` (those in `loaded` from
+    there, not read again); returns (results, record extras)."""
     torch.manual_seed(seed)
-    scale = None
+    scale = hidden = None
     if examples.features is not None:
         scale = feature_scale(examples.features)
         examples = replace(examples, features=examples.features / scale)
-    hidden = examples.features.shape[-1] if examples.features is not None else None
+        hidden = examples.features.shape[-1]
     model = _fresh_model(cfg, rung, cache, hidden)
     losses = train_reward_model(model, examples, objective=objective, alpha=alpha, lr=cfg.lr, epochs=cfg.epochs,
                                 batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay, desc=desc)
     frames = []
     for split in eval_splits:
-        ev, ids = _examples(cfg, rung, split, cache)
+        ev, ids = (loaded or {}).get(split) or _examples(cfg, rung, split, cache)
         if scale is not None:
             ev = replace(ev, features=ev.features / scale)
         margin = predict_margins(model, ev, batch_size=cfg.batch_size * 4)
@@ -118,8 +120,9 @@ def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).spec(), "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
-        ex, _ = _examples(cfg, rung, "train_gt", cache)
-        return _train_and_predict(cfg, rung, ex, "no_conflict", 0.0, seed, cache, HARMLESS, f"GT {rung} s{seed}")
+        ex, ids = _examples(cfg, rung, "train_gt", cache)
+        return _train_and_predict(cfg, rung, ex, "no_conflict", 0.0, seed, cache, HARMLESS, f"GT {rung} s{seed}",
+                                  loaded={"train_gt": (ex, ids)})
 
     return cache.get_or_compute("rm", spec, compute)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup
@@ -73,35 +73,54 @@ def fit(
     desc: str = "train",
 ) -> list[float]:
     """Train `model` in place with AdamW on one shuffled stream of `examples` (which must have a
-    `collate`), minimising `loss_fn(model, batch)`; returns the per-step losses.
+    `collate`), minimising `loss_fn(model, batch)`, the mean over the batch's examples; returns the
+    per-step losses.
 
-    `warmup` is the fraction of steps with a linear learning-rate warm-up (then constant). Raises
-    FloatingPointError naming the run and step on a NaN/inf loss.
+    Under N processes (`accelerate`, DDP) each step takes a global batch of N × `batch_size`
+    examples, the same on every process, and splits it between them as evenly as possible, so every
+    example is trained once per epoch even when N × `batch_size` does not divide their number (a
+    process left without any takes part with one example at weight 0). Each process scales its mean
+    by its share of the global batch, so the synchronised gradient is the global batch's, and every
+    process returns the global batch's loss. `warmup` is the fraction of steps with a linear
+    learning-rate warm-up (then constant). Raises FloatingPointError naming the run and step on a
+    NaN/inf loss, on every process.
     """
     set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=examples.collate,
+    world, rank = accelerator.num_processes, accelerator.process_index
+    # Global batches of indices, sharded below rather than by accelerate: its sharding completes an
+    # uneven last batch with the epoch's first examples, training those twice.
+    loader = DataLoader(range(len(examples)), batch_size=batch_size * world, shuffle=True, collate_fn=list,
                         generator=torch.Generator().manual_seed(seed))
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    # stepped here once per global step (a prepared scheduler steps once per process and step)
     schedule = get_constant_schedule_with_warmup(opt, num_warmup_steps=int(warmup * epochs * len(loader)))
-    model, opt, loader, schedule = accelerator.prepare(model, opt, loader, schedule)
+    model, opt = accelerator.prepare(model, opt)
     model.train()
     losses: list[float] = []
     # disable=None: bars on a terminal, none in notebooks or logs (non-TTY), so executed chapters stay clean
     bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=None if accelerator.is_main_process else True)
     for _ in range(epochs):
-        for batch in loader:
-            loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss ({loss.item()}) in {desc} at step {len(losses)}")
+        for batch_idx in loader:
+            mine = batch_idx[len(batch_idx) * rank // world:len(batch_idx) * (rank + 1) // world]
+            weight = len(mine) * world / len(batch_idx)  # 1.0 exactly with one process
+            if not mine:
+                mine = batch_idx[:1]
+            batch = send_to_device(examples.collate(mine), accelerator.device)
+            loss = loss_fn(model, batch) * weight
             accelerator.backward(loss)
+            step_loss = loss.detach() / world  # this process's part of the global batch's mean
+            if world > 1:
+                step_loss = accelerator.reduce(step_loss, reduction="sum")
+            if not torch.isfinite(step_loss):
+                raise FloatingPointError(f"non-finite loss ({step_loss.item()}) in {desc} at step {len(losses)}")
             opt.step()
             schedule.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(step_loss.item())
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
     bar.close()
     model.eval()
     return losses
