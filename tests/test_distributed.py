@@ -6,7 +6,7 @@ Two CPU processes (gloo) run the same training code through accelerate's `notebo
 and runs one process, so the comparison below would be a run against itself; the first test checks
 that two processes really took part.
 
-Three small scenarios, each trained on both processes and, for reference, in this process with the
+Four small scenarios, each trained on both processes and, for reference, in this process with the
 same global batch (2 × the per-process batch):
 - `features`: a reward head on random features, soft labels, 2 epochs (64 pairs, 8 + 8 per step);
 - `tokens`: a 2-layer GPT-2 trunk on token pairs of random lengths (right-padded per process), 2 epochs;

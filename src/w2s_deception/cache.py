@@ -242,26 +242,31 @@ class RunCache:
 
         rank = _process_group()[0]
         final = self.path(kind, run_key(spec))
-        decision: list[bool | None] = [None]
+        entry = None  # the main process's, already verified: it is not hashed a second time
         if rank == 0:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._remove_stale(final.parent)
-            if final.is_dir() and _open(final)[1]:
-                logger.warning("corrupt %s entry %s: moved to %s, recomputing", kind, final, self._move_aside(final))
-            decision = [final.is_dir()]
-        dist.broadcast_object_list(decision, src=0)
-        if not decision[0]:
+            if final.is_dir():
+                entry, problems = _open(final)
+                if problems:
+                    entry = None
+                    logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
+                                   kind, final, "; ".join(problems), self._move_aside(final))
+        exists = [entry is not None]
+        dist.broadcast_object_list(exists, src=0)
+        if not exists[0]:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))
             try:
                 if rank == 0:
-                    self._build(tmp, kind, final.name, spec, compute)
+                    record = self._build(tmp, kind, final.name, spec, compute)
                     os.replace(tmp, final)
+                    entry = Entry(final, record)
                 else:
                     compute(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             dist.barrier()
-        return self.load(kind, spec)
+        return entry if entry is not None else self.load(kind, spec)
 
     @staticmethod
     def _build(tmp: Path, kind: str, key: str, spec: Mapping,
