@@ -35,14 +35,14 @@ def policy_pairs(w: Workload):
                        torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), w.pad_id)
 
 
-def project_po(w: Workload, method: str) -> RunResult:
+def project_po(w: Workload, method: str, whole_batches: bool = False) -> RunResult:
     import torch
 
     from w2s_deception.config import get_config
     from w2s_deception.preference import po_loss_fn, score_pairs
     from w2s_deception.train import fit
 
-    cfg = get_config("cpu")  # simpo_beta 2, simpo_gamma 1, dpo_beta 0.1
+    cfg = get_config("cpu")  # simpo_beta 2, simpo_gamma 1, dpo_beta 0.1, micro_batch 8
     pairs = policy_pairs(w)
     torch.manual_seed(w.seed)
     lm = w.lm()
@@ -52,7 +52,8 @@ def project_po(w: Workload, method: str) -> RunResult:
             pairs = replace(pairs, ref_first=torch.tensor(ref["logp_first"].to_numpy(), dtype=torch.float32),
                             ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
         losses = fit(lm, pairs, po_loss_fn(cfg, method, "no_conflict"), lr=w.lr, epochs=w.epochs,
-                     batch_size=w.batch_size, seed=w.seed, desc=f"bench {method}")
+                     batch_size=w.batch_size, micro_batch=None if whole_batches else cfg.micro_batch, seed=w.seed,
+                     desc=f"bench {method}")
     return RunResult(w.rm_tokens(), t, losses)
 
 
@@ -60,6 +61,12 @@ def project_po(w: Workload, method: str) -> RunResult:
           max_pairs=PAIRS)
 def project_simpo(w: Workload) -> RunResult:
     return project_po(w, "simpo")
+
+
+@register("project-simpo (whole batches)", group=POLICY, max_pairs=PAIRS, same_order_as="project-simpo",
+          what="the same step with the batch in one forward pass (the loop before 28 Nov)")
+def project_simpo_whole(w: Workload) -> RunResult:
+    return project_po(w, "simpo", whole_batches=True)
 
 
 @register("project-dpo", group=POLICY, what="w2s_deception DPO step, reference scoring included", max_pairs=PAIRS)

@@ -4,8 +4,7 @@
 `+bf16`, `+grad-ckpt` and `+gelu-fused` rows change nothing in `src/`: bf16 autocast is switched
 on through accelerate's own environment variable (read by the `Accelerator` the trainer builds),
 gradient checkpointing and the activation are set on the LM before it is wrapped. The
-`proposed:` rows change the loop itself, so they run `accumulating_loop` below: the shipped loop
-with the changes proposed for `src/` (length-grouped batches, length-sorted micro-batches).
+`proposed:` row changes the loop itself, so it runs `grouped_loop` below.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from registry import REWARD, RunResult, Workload, register
 from torch.utils.data import DataLoader, Sampler
 
 from w2s_deception.losses import rm_loss
+from w2s_deception.config import Config
 from w2s_deception.models import RewardModel
 from w2s_deception.train import PairExamples, train_reward_model
 
@@ -35,18 +35,28 @@ def reward_model(w: Workload, lm=None) -> RewardModel:
     return RewardModel(lm.config.hidden_size, lm)
 
 
-def shipped(w: Workload, model: RewardModel) -> RunResult:
+MICRO_PAIRS = Config.micro_batch  # the shipped default: pairs per forward pass
+
+
+def shipped(w: Workload, model: RewardModel, micro_batch: int | None = MICRO_PAIRS) -> RunResult:
     """Time `train_reward_model` on the workload (ground truth, no conflict)."""
     ex = examples(w)
     with w.timer() as t:
         losses = train_reward_model(model, ex, objective="no_conflict", alpha=0.0, lr=w.lr, epochs=w.epochs,
-                                    batch_size=w.batch_size, seed=w.seed, desc="bench")
+                                    batch_size=w.batch_size, seed=w.seed, micro_batch=micro_batch, desc="bench")
     return RunResult(w.rm_tokens(), t, losses, margins=w.scored_margins(model))
 
 
-@register("project", group=REWARD, what="w2s_deception train_reward_model, full fine-tuning, fp32")
+@register("project", group=REWARD,
+          what=f"w2s_deception train_reward_model, full fine-tuning, fp32, length-sorted micro-batches of {MICRO_PAIRS}")
 def project(w: Workload) -> RunResult:
     return shipped(w, reward_model(w))
+
+
+@register("project (whole batches)", group=REWARD, same_order_as="project",
+          what="the same loop with each batch in one forward pass (micro_batch=None; the loop before 28 Nov)")
+def project_whole(w: Workload) -> RunResult:
+    return shipped(w, reward_model(w), micro_batch=None)
 
 
 @register("project+grad-ckpt", group=REWARD, what="same, trunk with gradient checkpointing",
@@ -126,83 +136,38 @@ class LengthGroupedBatches(Sampler[list[int]]):
             yield batches[i]
 
 
-def accumulating_loop(model: torch.nn.Module, ex: PairExamples, *, lr: float, epochs: int, batch_size: int,
-                      seed: int, micro_pairs: int | None = None, group_by_length: bool = False) -> list[float]:
-    """The shipped loop (ground truth, no conflict) with the two proposed changes, each optional:
-
-    - `group_by_length`: batches from `LengthGroupedBatches` instead of `shuffle=True`;
-    - `micro_pairs`: each batch's pairs sorted by length and run as padded micro-batches of this
-      many pairs, gradients accumulated, one optimiser step per batch. The step is the same
-      mean loss over the same pairs as the shipped one (each micro-batch's mean is weighted by
-      its share of the batch), so losses agree with `project` up to float rounding; less padding
-      and smaller activations make it faster and lighter. (Under several processes, all but the
-      last micro-batch would run under `accelerator.no_sync(model)`.)
-    """
-    from contextlib import nullcontext
-
+def grouped_loop(model: torch.nn.Module, ex: PairExamples, *, lr: float, epochs: int, batch_size: int,
+                 seed: int) -> list[float]:
+    """The shipped loop with batches from `LengthGroupedBatches` instead of `shuffle=True` (a change
+    proposed for `train.fit`, not adopted: it changes which pairs share a batch), each batch in one
+    forward pass."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    lengths = [max(len(c), len(r)) for c, r in zip(ex.chosen_ids, ex.rejected_ids)]
-
-    def collate(idx: list[int]) -> list[dict[str, torch.Tensor]]:
-        if micro_pairs is None:
-            return [ex.collate(idx)]
-        order = sorted(idx, key=lambda i: -lengths[i])
-        return [ex.collate(order[s:s + micro_pairs]) for s in range(0, len(order), micro_pairs)]
-
-    if group_by_length:
-        loader = DataLoader(ex, batch_sampler=LengthGroupedBatches(lengths, batch_size, seed), collate_fn=collate)
-    else:
-        loader = DataLoader(ex, batch_size=batch_size, shuffle=True, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(seed))
+    lengths = [ex.length(i) for i in range(len(ex))]
+    loader = DataLoader(ex, batch_sampler=LengthGroupedBatches(lengths, batch_size, seed), collate_fn=ex.collate)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     model.train()
     losses = []
     for _ in range(epochs):
-        for micro in loader:
-            n = sum(len(mb["target"]) for mb in micro)
-            total = 0.0
-            for k, mb in enumerate(micro):
-                with accelerator.no_sync(model) if k < len(micro) - 1 else nullcontext():
-                    loss = rm_loss(model(mb), mb["target"], mb["helpful"], "no_conflict", 0.0) * (len(mb["target"]) / n)
-                    accelerator.backward(loss)
-                total += loss.item()
+        for batch in loader:
+            loss = rm_loss(model(batch), batch["target"], batch["helpful"], "no_conflict", 0.0)
+            accelerator.backward(loss)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(total)
+            losses.append(loss.item())
     model.eval()
     return losses
 
 
-def proposed(w: Workload, model: RewardModel, **changes) -> RunResult:
-    ex = examples(w)
-    with w.timer() as t:
-        losses = accumulating_loop(model, ex, lr=w.lr, epochs=w.epochs, batch_size=w.batch_size, seed=w.seed,
-                                   **changes)
-    return RunResult(w.rm_tokens(), t, losses, margins=w.scored_margins(model))
-
-
-MICRO_PAIRS = 8
-
-
 @register("proposed: length-grouped", group=REWARD,
-          what="the shipped loop with LengthGroupedBatches (16-batch windows)")
+          what="whole batches of similar-length pairs (LengthGroupedBatches, 16-batch windows)")
 def proposed_grouped(w: Workload) -> RunResult:
-    return proposed(w, reward_model(w), group_by_length=True)
-
-
-@register("proposed: sorted micro-batches", group=REWARD, same_order_as="project",
-          what=f"the shipped batches, run as length-sorted micro-batches of {MICRO_PAIRS} pairs (grad. accumulation)")
-def proposed_micro(w: Workload) -> RunResult:
-    return proposed(w, reward_model(w), micro_pairs=MICRO_PAIRS)
-
-
-@register("proposed: all three", group=REWARD, same_order_as="proposed: length-grouped",
-          what="length-grouped + sorted micro-batches + gelu_pytorch_tanh")
-def proposed_all(w: Workload) -> RunResult:
-    return proposed(w, reward_model(w, w.lm(activation_function="gelu_pytorch_tanh")), micro_pairs=MICRO_PAIRS,
-                    group_by_length=True)
+    ex = examples(w)
+    model = reward_model(w)
+    with w.timer() as t:
+        losses = grouped_loop(model, ex, lr=w.lr, epochs=w.epochs, batch_size=w.batch_size, seed=w.seed)
+    return RunResult(w.rm_tokens(), t, losses, margins=w.scored_margins(model))

@@ -6,13 +6,16 @@ Two CPU processes (gloo) run the same training code through accelerate's `notebo
 and runs one process, so the comparison below would be a run against itself; the first test checks
 that two processes really took part.
 
-Four small scenarios, each trained on both processes and, for reference, in this process with the
+Five small scenarios, each trained on both processes and, for reference, in this process with the
 same global batch (2 × the per-process batch):
 - `features`: a reward head on random features, soft labels, 2 epochs (64 pairs, 8 + 8 per step);
 - `tokens`: a 2-layer GPT-2 trunk on token pairs of random lengths (right-padded per process), 2 epochs;
 - `uneven`: 60 pairs, not a multiple of the global batch of 16 (the last one, 12, is split 6 + 6);
 - `one_left`: 17 pairs, so the last global batch holds one pair and one process none (it takes part
-  in the gradient all-reduce with a pair at weight 0).
+  in the gradient all-reduce with a pair at weight 0);
+- `micro`: `tokens` run as length-sorted micro-batches of 2 pairs (gradients accumulated without
+  synchronising, then all-reduced once per step), against one process cutting the global batch
+  of 8 into other micro-batches.
 
 Tolerance of the one-process comparison: DDP averages the two processes' mean gradients
 (g0 + g1) / 2, one process takes the mean over the same 16 pairs, so the two gradients differ only
@@ -51,6 +54,7 @@ SCENARIOS = {
     "tokens": {"n": 24, "batch": 4, "epochs": 2, "lr": 1e-2},
     "uneven": {"n": 60, "batch": 8, "epochs": 1, "lr": 1e-2},
     "one_left": {"n": 17, "batch": 8, "epochs": 2, "lr": 1e-2},  # last global batch: 1 pair, none for rank 0
+    "micro": {"n": 24, "batch": 4, "epochs": 2, "lr": 1e-2, "micro": 2},
 }
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}  # margins and losses
 PARAM_TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
@@ -74,7 +78,7 @@ def build(name: str) -> tuple[RecordingPairs, RewardModel]:
     target = torch.rand(n, generator=g)  # soft labels, as a weak teacher gives
     helpful = torch.zeros(n, dtype=torch.bool)
     torch.manual_seed(0)
-    if name == "tokens":
+    if name in ("tokens", "micro"):
         lengths = torch.randint(3, 21, (2, n), generator=g).tolist()
         chosen, rejected = ([torch.randint(3, 64, (k,), generator=g).tolist() for k in row] for row in lengths)
         lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
@@ -89,7 +93,8 @@ def train(name: str, batch_size: int) -> dict:
     examples, model = build(name)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     losses = train_reward_model(model, examples, objective="no_conflict", alpha=0.0, lr=spec["lr"],
-                                epochs=spec["epochs"], batch_size=batch_size, seed=0, desc=name)
+                                epochs=spec["epochs"], batch_size=batch_size, seed=0,
+                                micro_batch=spec.get("micro"), desc=name)
     batches = list(examples.batches)
     return {"batches": batches, "losses": losses, "initial": initial,
             "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -227,7 +232,7 @@ def test_processes_end_with_identical_parameters(distributed, name):
     assert torch.equal(distributed[0][name]["margins"], distributed[1][name]["margins"])
 
 
-@pytest.mark.parametrize("name", ["features", "tokens", "uneven", "one_left"])
+@pytest.mark.parametrize("name", ["features", "tokens", "uneven", "one_left", "micro"])
 def test_two_processes_match_one_process_with_the_same_global_batch(distributed, single, name):
     ours, ref = distributed[0][name], single[name]
     moved = max((ref["params"][k] - ref["initial"][k]).abs().max().item() for k in ref["params"])

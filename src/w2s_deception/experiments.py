@@ -100,7 +100,8 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
         hidden = examples.features.shape[-1]
     model = _fresh_model(cfg, rung, cache, hidden)
     losses = train_reward_model(model, examples, objective=objective, alpha=alpha, lr=cfg.lr, epochs=cfg.epochs,
-                                batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay, desc=desc)
+                                batch_size=cfg.batch_size, micro_batch=cfg.micro_batch, seed=seed,
+                                weight_decay=cfg.weight_decay, desc=desc)
     frames = []
     for split in eval_splits:
         ev, ids = (loaded or {}).get(split) or _examples(cfg, rung, split, cache)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
@@ -28,13 +28,13 @@ from .features import split_name
 from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
 from .losses import dpo_loss, po_objective, sft_nll, simpo_loss
 from .metrics import dpo_confidence, simpo_confidence
-from .train import fit
+from .train import fit, predict_rows
 
 PO_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "honesty", "preference"]
 PO_OBJECTIVES = ("no_conflict", "explicit", "implicit")
 KEEP = ("all", "oracle", "confident")  # which teacher-labelled pairs a student trains on (App. M)
-SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "max_length", "pretrain_batch", "pretrain_lr",
-              "task")
+SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "micro_batch", "max_length", "pretrain_batch",
+              "pretrain_lr", "task")
 WARMUP = 0.1  # SFT: linear warm-up over the first 10 % of steps, then constant (SPEC §2)
 # Rungs the preference chapters use by default: whole-policy training costs ~100× a reward head on
 # cached features, so the cpu profile keeps its three smallest rungs (about 20 CPU-minutes per seed).
@@ -71,6 +71,10 @@ class PolicyPairs(Dataset):
 
     def __getitem__(self, i: int) -> int:
         return i
+
+    def length(self, i: int) -> int:
+        """Padded length of pair i in a batch (its longer response)."""
+        return max(len(self.first[i]), len(self.second[i]))
 
     def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
         """One right-padded batch: the `first` rows, then the `second` rows (one forward pass)."""
@@ -120,6 +124,15 @@ class _SFTBatches(Dataset):
 
     def __getitem__(self, i: int) -> int:
         return i
+
+    def length(self, i: int) -> int:
+        """Padded length of row i in a batch."""
+        return len(self.pairs.first[i])
+
+    def units(self, idx: list[int]) -> int:
+        """Response tokens `response_logps` scores in these rows (positions ≥ max(start, 1)): SFT's
+        loss is a mean over them, so micro-batches and processes are weighted by them."""
+        return sum(max(len(self.pairs.first[i]) - max(self.pairs.first_start[i], 1), 0) for i in idx)
 
     def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
         ids, mask = pad_batch([self.pairs.first[i] for i in idx], self.pairs.pad_id, side="right")
@@ -183,9 +196,7 @@ def pair_logps(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
 def score_pairs(lm: torch.nn.Module, pairs: PolicyPairs, batch_size: int) -> pd.DataFrame:
     """Summed response log-probs and lengths of both responses of every pair, in order."""
     lm.eval()
-    loader = DataLoader(pairs, batch_size=batch_size, shuffle=False, collate_fn=pairs.collate)
-    parts = [torch.stack(pair_logps(lm, b), dim=1) for b in loader]
-    out = torch.cat(parts).double().cpu().numpy()
+    out = predict_rows(pairs, lambda b: torch.stack(pair_logps(lm, b), dim=1), batch_size).double().cpu().numpy()
     return pd.DataFrame({"logp_first": out[:, 0], "n_first": out[:, 1].astype(int),
                          "logp_second": out[:, 2], "n_second": out[:, 3].astype(int)})
 
@@ -326,7 +337,7 @@ def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, sup: Supervisi
         lm, tok = load_trunk(cfg, cfg.rung(rung), cache)
         model = _trainable(cfg, lm)
         losses = fit(model, _SFTBatches(pairs), _sft_loss, lr=cfg.sft_lr, epochs=1, batch_size=cfg.batch_size,
-                     seed=seed, warmup=WARMUP, desc=f"SFT {rung} s{seed}")
+                     micro_batch=cfg.micro_batch, seed=seed, warmup=WARMUP, desc=f"SFT {rung} s{seed}")
         lm = _merged(model)
         lm.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
@@ -347,7 +358,7 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
     model = _trainable(cfg, lm)
     epochs = cfg.po_epochs if method == "simpo" else cfg.dpo_epochs
     losses = fit(model, pairs, po_loss_fn(cfg, method, objective), lr=cfg.po_lr, epochs=epochs,
-                 batch_size=cfg.batch_size, seed=seed, desc=desc)
+                 batch_size=cfg.batch_size, micro_batch=cfg.micro_batch, seed=seed, desc=desc)
     frames = []
     for split in eval_splits:
         ev, ids = load_policy_pairs(cfg, rung, split, cache)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,10 @@ class PairExamples(Dataset):
     def __getitem__(self, i: int) -> int:
         return i
 
+    def length(self, i: int) -> int | None:
+        """Padded length of pair i in a batch (its longer response); None for features (no padding)."""
+        return None if self.chosen_ids is None else max(len(self.chosen_ids[i]), len(self.rejected_ids[i]))
+
     def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
         """A batch; token pairs are padded together (chosen rows first) for a single forward pass."""
         batch = {"target": self.target[idx], "helpful": self.helpful[idx]}
@@ -59,6 +64,23 @@ class PairExamples(Dataset):
                             pad_id=a.pad_id)
 
 
+def micro_batches(examples: Dataset, idx: list[int], size: int | None) -> list[list[int]]:
+    """`idx` cut into micro-batches of `size` examples, longest first, so each is padded only to its
+    own longest example; one part when the examples have no length (features) or `size` is None."""
+    length = getattr(examples, "length", lambda i: None)
+    if size is None or length(idx[0]) is None:
+        return [idx]
+    order = sorted(idx, key=lambda i: -length(i))
+    return [order[s:s + size] for s in range(0, len(order), size)]
+
+
+def loss_units(examples: Dataset, idx: list[int]) -> int:
+    """How many units `loss_fn`'s mean runs over in these examples: `examples.units(idx)` where the
+    dataset defines it (SFT: response tokens), else the number of examples."""
+    units = getattr(examples, "units", None)
+    return len(idx) if units is None else units(idx)
+
+
 def fit(
     model: torch.nn.Module,
     examples: Dataset,
@@ -68,22 +90,28 @@ def fit(
     epochs: int,
     batch_size: int,
     seed: int,
+    micro_batch: int | None = None,
     weight_decay: float = 0.0,
     warmup: float = 0.0,
     desc: str = "train",
 ) -> list[float]:
     """Train `model` in place with AdamW on one shuffled stream of `examples` (which must have a
-    `collate`), minimising `loss_fn(model, batch)`, the mean over the batch's examples; returns the
-    per-step losses.
+    `collate`), minimising `loss_fn(model, batch)`, the mean over the batch's units (examples, or
+    what `examples.units` counts); returns the per-step losses.
+
+    Each batch runs as length-sorted micro-batches of `micro_batch` examples where the examples have
+    a `length` (token pairs), gradients accumulated, one optimiser step per batch: each micro-batch's
+    mean is weighted by its share of the batch's units, so the step is the batch's mean up to float
+    rounding, with less padding and smaller activations.
 
     Under N processes (`accelerate`, DDP) each step takes a global batch of N × `batch_size`
     examples, the same on every process, and splits it between them as evenly as possible, so every
     example is trained once per epoch even when N × `batch_size` does not divide their number (a
-    process left without any takes part with one example at weight 0). Each process scales its mean
-    by its share of the global batch, so the synchronised gradient is the global batch's, and every
-    process returns the global batch's loss. `warmup` is the fraction of steps with a linear
-    learning-rate warm-up (then constant). Raises FloatingPointError naming the run and step on a
-    NaN/inf loss, on every process.
+    process left without any takes part with one example at weight 0). Each process weights its
+    micro-batches by their share of the global batch's units, so the synchronised gradient is the
+    global batch's, and every process returns the global batch's loss. `warmup` is the fraction of
+    steps with a linear learning-rate warm-up (then constant). Raises FloatingPointError naming the
+    run and step on a NaN/inf loss, on every process.
     """
     set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -104,13 +132,18 @@ def fit(
     for _ in range(epochs):
         for batch_idx in loader:
             mine = batch_idx[len(batch_idx) * rank // world:len(batch_idx) * (rank + 1) // world]
-            weight = len(mine) * world / len(batch_idx)  # 1.0 exactly with one process
-            if not mine:
-                mine = batch_idx[:1]
-            batch = send_to_device(examples.collate(mine), accelerator.device)
-            loss = loss_fn(model, batch) * weight
-            accelerator.backward(loss)
-            step_loss = loss.detach() / world  # this process's part of the global batch's mean
+            total = max(loss_units(examples, batch_idx), 1)
+            parts = micro_batches(examples, mine, micro_batch) if mine else [batch_idx[:1]]
+            step_loss = torch.zeros((), device=accelerator.device)
+            for k, part in enumerate(parts):
+                # 1.0 exactly with one process and one part; 0 for a process without examples
+                weight = loss_units(examples, part) * world / total if mine else 0.0
+                # gradients are all-reduced once per step, after the last micro-batch
+                with accelerator.no_sync(model) if k < len(parts) - 1 else nullcontext():
+                    batch = send_to_device(examples.collate(part), accelerator.device)
+                    loss = loss_fn(model, batch) * weight
+                    accelerator.backward(loss)
+                step_loss += loss.detach() / world  # this process's part of the global batch's mean
             if world > 1:
                 step_loss = accelerator.reduce(step_loss, reduction="sum")
             if not torch.isfinite(step_loss):
@@ -136,6 +169,7 @@ def train_reward_model(
     epochs: int,
     batch_size: int,
     seed: int,
+    micro_batch: int | None = None,
     weight_decay: float = 0.0,
     desc: str = "train",
 ) -> list[float]:
@@ -144,12 +178,22 @@ def train_reward_model(
         return rm_loss(m(batch), batch["target"], batch["helpful"], objective, alpha)
 
     return fit(model, examples, loss_fn, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-               weight_decay=weight_decay, desc=desc)
+               micro_batch=micro_batch, weight_decay=weight_decay, desc=desc)
 
 
 @torch.no_grad()
+def predict_rows(examples: Dataset, fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch_size: int) -> torch.Tensor:
+    """`fn` of every example's batch row, in the examples' order, computed over batches of similar
+    length where the examples have one (less padding)."""
+    idx = list(range(len(examples)))
+    if len(idx) and getattr(examples, "length", lambda i: None)(0) is not None:
+        idx.sort(key=examples.length)
+    parts = [fn(examples.collate(idx[s:s + batch_size])) for s in range(0, len(idx), batch_size)]
+    rows = torch.cat(parts)
+    return rows[torch.as_tensor(idx).argsort()] if parts else rows
+
+
 def predict_margins(model: torch.nn.Module, examples: PairExamples, batch_size: int = 256) -> np.ndarray:
     """Reward margins r(x, y_c) − r(x, y_r) for every pair, in order."""
     model.eval()
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=examples.collate)
-    return torch.cat([model(b).float() for b in loader]).cpu().numpy()
+    return predict_rows(examples, lambda b: model(b).float(), batch_size).cpu().numpy()
