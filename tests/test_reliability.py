@@ -324,7 +324,7 @@ def _keys(cfg: Config) -> tuple[str, str]:
 
 # a changed, valid value for every field of Config.training_spec()
 TRAINING_CHANGES = {"alpha": 0.7, "batch_size": 16, "epochs": 2, "finetune": "full", "lr": 2e-3, "max_length": 32,
-                    "n_helpful": 200, "n_pairs": 100, "pretrain_batch": 16, "pretrain_lr": 1e-3, "weight_decay": 0.01}
+                    "micro_batch": 4, "n_helpful": 200, "n_pairs": 100, "pretrain_batch": 16, "pretrain_lr": 1e-3, "weight_decay": 0.01}
 
 
 def test_training_changes_cover_the_training_spec() -> None:
