@@ -20,6 +20,8 @@ from dataclasses import replace
 
 from registry import POLICY, RunResult, Workload, register
 
+from w2s_deception.config import Config
+
 PROMPT_KEEP = 24  # response tokens kept at least: prompts are cut (from the left) to max_length - this
 PAIRS = 32  # one step: these rows cost 2-4× a reward-model row per pair
 
@@ -35,14 +37,14 @@ def policy_pairs(w: Workload):
                        torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), w.pad_id)
 
 
-def project_po(w: Workload, method: str, whole_batches: bool = False) -> RunResult:
+def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_batch) -> RunResult:
     import torch
 
     from w2s_deception.config import get_config
     from w2s_deception.preference import po_loss_fn, score_pairs
     from w2s_deception.train import fit
 
-    cfg = get_config("cpu")  # simpo_beta 2, simpo_gamma 1, dpo_beta 0.1, micro_batch 8
+    cfg = get_config("cpu")  # simpo_beta 2, simpo_gamma 1, dpo_beta 0.1
     pairs = policy_pairs(w)
     torch.manual_seed(w.seed)
     lm = w.lm()
@@ -52,7 +54,7 @@ def project_po(w: Workload, method: str, whole_batches: bool = False) -> RunResu
             pairs = replace(pairs, ref_first=torch.tensor(ref["logp_first"].to_numpy(), dtype=torch.float32),
                             ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
         losses = fit(lm, pairs, po_loss_fn(cfg, method, "no_conflict"), lr=w.lr, epochs=w.epochs,
-                     batch_size=w.batch_size, micro_batch=None if whole_batches else cfg.micro_batch, seed=w.seed,
+                     batch_size=w.batch_size, micro_batch=micro_batch, seed=w.seed,
                      desc=f"bench {method}")
     return RunResult(w.rm_tokens(), t, losses)
 
@@ -66,7 +68,7 @@ def project_simpo(w: Workload) -> RunResult:
 @register("project-simpo (whole batches)", group=POLICY, max_pairs=PAIRS, same_order_as="project-simpo",
           what="the same step with the batch in one forward pass (the loop before 28 Nov)")
 def project_simpo_whole(w: Workload) -> RunResult:
-    return project_po(w, "simpo", whole_batches=True)
+    return project_po(w, "simpo", micro_batch=None)
 
 
 @register("project-dpo", group=POLICY, what="w2s_deception DPO step, reference scoring included", max_pairs=PAIRS)

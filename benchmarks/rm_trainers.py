@@ -15,8 +15,8 @@ import torch
 from registry import REWARD, RunResult, Workload, register
 from torch.utils.data import DataLoader, Sampler
 
-from w2s_deception.losses import rm_loss
 from w2s_deception.config import Config
+from w2s_deception.losses import rm_loss
 from w2s_deception.models import RewardModel
 from w2s_deception.train import PairExamples, train_reward_model
 
