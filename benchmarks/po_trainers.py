@@ -50,7 +50,7 @@ def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_
     lm = w.lm()
     with w.timer() as t:
         if method == "dpo":
-            ref = score_pairs(lm, pairs, w.batch_size * 4)
+            ref = score_pairs(lm, pairs, cfg.micro_batch)
             pairs = replace(pairs, ref_first=torch.tensor(ref["logp_first"].to_numpy(), dtype=torch.float32),
                             ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
         losses = fit(lm, pairs, po_loss_fn(cfg, method, "no_conflict"), lr=w.lr, epochs=w.epochs,

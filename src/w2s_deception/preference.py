@@ -194,7 +194,11 @@ def pair_logps(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
 
 @torch.no_grad()
 def score_pairs(lm: torch.nn.Module, pairs: PolicyPairs, batch_size: int) -> pd.DataFrame:
-    """Summed response log-probs and lengths of both responses of every pair, in order."""
+    """Summed response log-probs and lengths of both responses of every pair, in order.
+
+    Called with `micro_batch` pairs per batch: larger batches build logit tensors too big for the
+    CPU's caches (128 pairs: 2.2x slower on the `micro` rung than 16 or 8).
+    """
     lm.eval()
     out = predict_rows(pairs, lambda b: torch.stack(pair_logps(lm, b), dim=1), batch_size).double().cpu().numpy()
     return pd.DataFrame({"logp_first": out[:, 0], "n_first": out[:, 1].astype(int),
@@ -352,7 +356,7 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
     torch.manual_seed(seed)
     lm = AutoModelForCausalLM.from_pretrained(sft.file("model"))
     if method == "dpo":  # the reference (the SFT model itself) scores the training pairs once
-        ref = score_pairs(lm, pairs, cfg.batch_size * 4)
+        ref = score_pairs(lm, pairs, cfg.micro_batch)
         pairs = replace(pairs, ref_first=torch.tensor(ref["logp_first"].to_numpy(), dtype=torch.float32),
                         ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
     model = _trainable(cfg, lm)
@@ -362,7 +366,7 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
     frames = []
     for split in eval_splits:
         ev, ids = load_policy_pairs(cfg, rung, split, cache)
-        s = score_pairs(model, ev, cfg.batch_size * 4)
+        s = score_pairs(model, ev, cfg.micro_batch)
         conf = po_confidence(method, s["logp_first"].to_numpy(), s["n_first"].to_numpy(),
                              s["logp_second"].to_numpy(), s["n_second"].to_numpy())
         frames.append(pd.DataFrame({"split": split, "pair_id": ids, "logp_chosen": s["logp_first"],
