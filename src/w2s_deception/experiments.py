@@ -107,7 +107,9 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
         ev, ids = (loaded or {}).get(split) or _examples(cfg, rung, split, cache)
         if scale is not None:
             ev = replace(ev, features=ev.features / scale)
-        margin = predict_margins(model, ev, batch_size=cfg.batch_size * 4)
+        # token pairs in micro-batches (large batches overflow the CPU's caches), features in large ones
+        size = cfg.micro_batch if ev.features is None else cfg.batch_size * 4
+        margin = predict_margins(model, ev, batch_size=size)
         frames.append(pd.DataFrame({"split": split, "pair_id": ids, "margin": margin,
                                     "confidence": sigmoid(margin)}))
     extras = {"losses": losses}

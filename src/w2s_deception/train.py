@@ -64,11 +64,18 @@ class PairExamples(Dataset):
                             pad_id=a.pad_id)
 
 
+def token_length(examples: Dataset) -> Callable[[int], int] | None:
+    """`examples.length` where examples are token sequences that get padded in a batch; None for
+    features or datasets without lengths, which batch in any order at no cost."""
+    length = getattr(examples, "length", None)
+    return length if length is not None and len(examples) and length(0) is not None else None
+
+
 def micro_batches(examples: Dataset, idx: list[int], size: int | None) -> list[list[int]]:
     """`idx` cut into micro-batches of `size` examples, longest first, so each is padded only to its
     own longest example; one part when the examples have no length (features) or `size` is None."""
-    length = getattr(examples, "length", lambda i: None)
-    if size is None or length(idx[0]) is None:
+    length = token_length(examples)
+    if size is None or length is None:
         return [idx]
     order = sorted(idx, key=lambda i: -length(i))
     return [order[s:s + size] for s in range(0, len(order), size)]
@@ -186,8 +193,9 @@ def predict_rows(examples: Dataset, fn: Callable[[dict[str, torch.Tensor]], torc
     """`fn` of every example's batch row, in the examples' order, computed over batches of similar
     length where the examples have one (less padding)."""
     idx = list(range(len(examples)))
-    if len(idx) and getattr(examples, "length", lambda i: None)(0) is not None:
-        idx.sort(key=examples.length)
+    length = token_length(examples)
+    if length is not None:
+        idx.sort(key=length)
     parts = [fn(examples.collate(idx[s:s + batch_size])) for s in range(0, len(idx), batch_size)]
     rows = torch.cat(parts)
     return rows[torch.as_tensor(idx).argsort()] if parts else rows
