@@ -37,7 +37,8 @@ def policy_pairs(w: Workload):
                        torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), w.pad_id)
 
 
-def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_batch) -> RunResult:
+def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_batch,
+               compiled: bool = False) -> RunResult:
     import torch
 
     from w2s_deception.config import get_config
@@ -48,6 +49,8 @@ def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_
     pairs = policy_pairs(w)
     torch.manual_seed(w.seed)
     lm = w.lm()
+    if compiled:  # the transformer only: the LM head runs on scored positions (`response_logps`)
+        lm.transformer = torch.compile(lm.transformer, dynamic=True)
     with w.timer() as t:
         if method == "dpo":
             ref = score_pairs(lm, pairs, cfg.micro_batch)
@@ -69,6 +72,12 @@ def project_simpo(w: Workload) -> RunResult:
           what="the same step with the batch in one forward pass (the loop before 28 Nov)")
 def project_simpo_whole(w: Workload) -> RunResult:
     return project_po(w, "simpo", micro_batch=None)
+
+
+@register("project-simpo+compile", group=POLICY, max_pairs=PAIRS, same_order_as="project-simpo",
+          what="the same step, transformer under torch.compile (dynamic shapes), compiled during the warm-up")
+def project_simpo_compile(w: Workload) -> RunResult:
+    return project_po(w, "simpo", compiled=True)
 
 
 @register("project-dpo", group=POLICY, what="w2s_deception DPO step, reference scoring included", max_pairs=PAIRS)

@@ -3,7 +3,9 @@
 `project` calls `w2s_deception.train.train_reward_model` exactly as `experiments` does. The
 `+bf16`, `+grad-ckpt` and `+gelu-fused` rows change nothing in `src/`: bf16 autocast is switched
 on through accelerate's own environment variable (read by the `Accelerator` the trainer builds),
-gradient checkpointing and the activation are set on the LM before it is wrapped. The
+gradient checkpointing and the activation are set on the LM before it is wrapped. `+compile`
+wraps the trunk in `torch.compile`; the worker's warm-up run compiles it, so its row is the
+compiled steady state (compile time is in the README). The
 `proposed:` row changes the loop itself, so it runs `grouped_loop` below.
 """
 
@@ -69,6 +71,14 @@ def project_grad_ckpt(w: Workload) -> RunResult:
     else:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return shipped(w, reward_model(w, lm))
+
+
+@register("project+compile", group=REWARD, same_order_as="project",
+          what="same, trunk under torch.compile (inductor, dynamic shapes), compiled during the untimed warm-up")
+def project_compile(w: Workload) -> RunResult:
+    model = reward_model(w)
+    model.trunk = torch.compile(model.trunk, dynamic=True)
+    return shipped(w, model)
 
 
 @register("project+gelu-fused", group=REWARD, what="same, GPT-2 MLP with gelu_pytorch_tanh (one kernel)",
