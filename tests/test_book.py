@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,6 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 import yaml
@@ -36,6 +38,7 @@ from w2s_deception.book import (
     toc_paths,
     update_intro,
 )
+from w2s_deception.cache import RunCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -468,12 +471,6 @@ def test_chapter_quotes_its_claim_gives_its_command_and_links_its_results(source
 
 
 def test_a_build_log_shows_one_line_per_computed_run_and_nothing_after(tmp_path: Path, capsys) -> None:
-    import logging
-
-    import pandas as pd
-
-    from w2s_deception.cache import RunCache
-
     cache = RunCache(tmp_path)
     compute = lambda tmp: (pd.DataFrame({"x": [1]}), {})  # noqa: E731
     log = logging.getLogger("w2s_deception")
