@@ -39,6 +39,11 @@ def policy_pairs(w: Workload):
 
 def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_batch,
                compiled: bool = False) -> RunResult:
+    """Train a policy with the project's `fit` + `po_loss_fn`, `micro_batch` pairs per forward pass.
+
+    DPO's reference log-probs are scored as the book scores them (`cfg.micro_batch` pairs per
+    pass) whatever `micro_batch` the timed training uses, so rows differ only in the step timed.
+    """
     import torch
 
     from w2s_deception.config import get_config
