@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,6 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 import yaml
@@ -29,12 +31,14 @@ from w2s_deception.book import (
     VERDICTS_END,
     VERDICTS_START,
     ChapterError,
+    _runs_logged_to_stderr,
     check_parameters,
     main,
     render_verdicts,
     toc_paths,
     update_intro,
 )
+from w2s_deception.cache import RunCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -464,3 +468,17 @@ def test_chapter_quotes_its_claim_gives_its_command_and_links_its_results(source
         assert set(names) <= declared, f"{command}: undeclared {sorted(set(names) - declared)}"
     assert f'results_link("{source.stem}", ' in code, "no results_link call for this chapter"
     assert f'record_verdicts("{source.stem}", ' in code, "no record_verdicts call for this chapter"
+
+
+def test_a_build_log_shows_one_line_per_computed_run_and_nothing_after(tmp_path: Path, capsys) -> None:
+    cache = RunCache(tmp_path)
+    compute = lambda tmp: (pd.DataFrame({"x": [1]}), {})  # noqa: E731
+    log = logging.getLogger("w2s_deception")
+    before = (list(log.handlers), log.level)
+    with _runs_logged_to_stderr():
+        cache.get_or_compute("rm", {"run": 1}, compute)
+        cache.get_or_compute("rm", {"run": 1}, compute)  # cached: no line
+    cache.get_or_compute("rm", {"run": 2}, compute)  # after the build: quiet again
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"\d\d:\d\d:\d\d rm entry [0-9a-f]{12} computed in \d+\.\d s", lines[0])
+    assert (list(log.handlers), log.level) == before

@@ -189,3 +189,13 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 1
     assert "hash mismatch weights.bin" in done.stdout
+
+
+def test_each_computed_entry_logs_one_line_and_a_cached_one_none(tmp_path: Path, caplog) -> None:
+    # a build log without progress bars (not a terminal) shows one line per run, so progress can be read
+    cache, compute = RunCache(tmp_path), Counter()
+    with caplog.at_level("INFO", logger="w2s_deception.cache"):
+        cache.get_or_compute("rm", SPEC, compute)
+        cache.get_or_compute("rm", SPEC, compute)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith(f"rm entry {run_key(SPEC)[:12]} computed in ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +119,10 @@ def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
     return target
 
 
-def prepare_chapter(name: str, profile: str) -> None:
+def prepare_chapter(name: str, profile: str) -> bool:
     """Run a chapter's trainings here first, so the terminal shows progress bars and the notebook
-    (which calls the same function) only reads the warm cache."""
+    (which calls the same function) only reads the warm cache; False for chapters that train inside
+    their notebook."""
     from w2s_deception.config import get_config
     from w2s_deception.experiments import open_cache, run_rm_matrix
     from w2s_deception.preference import po_config, run_po_matrix
@@ -131,6 +134,9 @@ def prepare_chapter(name: str, profile: str) -> None:
     elif name in ("simpo", "dpo"):
         cfg = po_config(profile)
         run_po_matrix(cfg, open_cache(cfg), name)
+    else:
+        return False
+    return True
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
@@ -257,6 +263,23 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     return parser.parse_args(argv)
 
 
+@contextmanager
+def _runs_logged_to_stderr() -> Iterator[None]:
+    """While open, the package's INFO lines (one per computed cache entry, `cache.RunCache`) go to
+    stderr with the time: a build log has no progress bars, and this shows how far it is."""
+    log = logging.getLogger("w2s_deception")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     """Execute the selected chapters in toc order, then build the HTML only if all succeeded."""
     notebooks = [c for c in toc_chapters(root) if (root / "notebooks" / f"{c}.ipynb").exists()]
@@ -268,12 +291,18 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     if not args.skip_execute:
         check_kernel()
         selected = [c for c in notebooks if c in args.chapters]
-        for name in selected:  # one by one, so the terminal shows each training's progress bars
-            try:
-                prepare_chapter(name, args.profile)
-            except Exception as err:  # the notebook meets the same error and records it visibly
-                print(f"{name}: training failed ({type(err).__name__}: {err}); executing the notebook "
-                      "to record the error", flush=True)
+        # one by one, so a terminal shows each training's progress bars; a log, one line per run
+        with nullcontext() if sys.stderr.isatty() else _runs_logged_to_stderr():
+            for name in selected:
+                start = time.perf_counter()
+                try:
+                    trained = prepare_chapter(name, args.profile)
+                except Exception as err:  # the notebook meets the same error and records it visibly
+                    print(f"{name}: training failed ({type(err).__name__}: {err}); executing the notebook "
+                          "to record the error", flush=True)
+                else:
+                    if trained:
+                        print(f"trained {name} [{time.perf_counter() - start:.1f} s]", flush=True)
         if not execute_all(root, selected, args.profile, args.jobs):
             print("HTML not built: fix the chapters above and rerun.", file=sys.stderr)
             return 1

@@ -275,6 +275,7 @@ class RunCache:
         start = time.perf_counter()
         results, extra = compute(tmp)
         wall_seconds = round(time.perf_counter() - start, 3)
+        logger.info("%s entry %s computed in %.1f s", kind, key[:12], wall_seconds)
         clash = sorted(set(extra) & set(RESERVED))
         if clash:
             raise CacheError(f"compute returned reserved record keys {clash}; rename them")
