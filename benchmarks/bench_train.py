@@ -95,8 +95,8 @@ def prepare(args: argparse.Namespace, workdir: str) -> None:
         torch.manual_seed(0)
         lm = GPT2LMHeadModel(GPT2Config(  # as ladder.pretrain_entry builds a scratch rung
             vocab_size=len(tok), n_positions=BLOCK, n_embd=args.hidden, n_layer=args.layers, n_head=args.heads,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_pytorch_tanh",
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
     if lm.config.max_position_embeddings < args.max_length:
         raise SystemExit(f"--max-length {args.max_length} exceeds the model's "
                          f"{lm.config.max_position_embeddings} positions")

@@ -1,7 +1,7 @@
 """This project's reward-model trainer (`full` fine-tuning), as shipped and with measured variants.
 
 `project` calls `w2s_deception.train.train_reward_model` exactly as `experiments` does. The
-`+bf16`, `+grad-ckpt` and `+gelu-fused` rows change nothing in `src/`: bf16 autocast is switched
+`+bf16`, `+grad-ckpt` and `(gelu_new)` rows change nothing in `src/`: bf16 autocast is switched
 on through accelerate's own environment variable (read by the `Accelerator` the trainer builds),
 gradient checkpointing and the activation are set on the LM before it is wrapped. `+compile`
 wraps the trunk in `torch.compile`; the worker's warm-up run compiles it, so its row is the
@@ -81,11 +81,12 @@ def project_compile(w: Workload) -> RunResult:
     return shipped(w, model)
 
 
-@register("project+gelu-fused", group=REWARD, what="same, GPT-2 MLP with gelu_pytorch_tanh (one kernel)",
-          same_order_as="project")
-def project_gelu_fused(w: Workload) -> RunResult:
-    # gelu_new (GPT-2's default) is the same tanh approximation written as ~8 elementwise ops in Python
-    return shipped(w, reward_model(w, w.lm(activation_function="gelu_pytorch_tanh")))
+@register("project (gelu_new)", group=REWARD, same_order_as="project",
+          what="same, GPT-2 MLP with gelu_new, GPT-2's own activation (the scratch rungs before 28 Nov)")
+def project_gelu_new(w: Workload) -> RunResult:
+    # the same tanh approximation written as ~8 elementwise ops in Python, where the rungs (and this
+    # workload's model) use gelu_pytorch_tanh, one kernel
+    return shipped(w, reward_model(w, w.lm(activation_function="gelu_new")))
 
 
 @register("project+bf16", group=REWARD, what="same, bf16 autocast (ACCELERATE_MIXED_PRECISION=bf16)",

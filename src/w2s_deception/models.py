@@ -23,6 +23,9 @@ class RewardModel(nn.Module):
     def __init__(self, hidden_size: int, trunk: PreTrainedModel | None = None) -> None:
         super().__init__()
         self.trunk = trunk.base_model if trunk is not None else None
+        # what FSDP's transformer wrap policy reads when its config names no layer class: the
+        # trunk's layers (GPT2Block, LlamaDecoderLayer, ...), each its own FSDP unit
+        self._no_split_modules = getattr(trunk, "_no_split_modules", None)
         self.head = nn.Linear(hidden_size, 1, bias=False)
         nn.init.normal_(self.head.weight, std=1.0 / hidden_size)
 
