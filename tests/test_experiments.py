@@ -1,5 +1,6 @@
 """End-to-end smoke runs: determinism, caching (a repeat call trains nothing), W2S wiring."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -72,6 +73,16 @@ def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
     conf = E.test_confidences(student)
     assert conf.shape == (40,) and np.isfinite(conf).all()
     assert len(student.record["losses"]) == 2 * 40 // 8  # harmless + helpful pairs, one epoch
+
+
+def test_whole_model_fine_tuning_cuts_the_trunk_at_the_rungs_feature_layer(cache):
+    base = get_config("smoke")
+    cut = dataclasses.replace(base.rung("s-micro"), feature_layer=1)  # s-micro has 2 blocks
+    ladder = tuple(cut if r.name == "s-micro" else r for r in base.ladder)
+    for rung, blocks in ((base.rung("s-micro"), 2), (cut, 1)):
+        cfg = get_config("smoke", finetune="full", ladder=ladder if rung is cut else base.ladder)
+        model = E._fresh_model(cfg, "s-micro", cache, None)
+        assert len(model.trunk.h) == blocks
 
 
 def test_feature_scale_by_hand():

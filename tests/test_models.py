@@ -1,8 +1,16 @@
-"""The reward head: last real token, one forward pass for both responses, features == tokens."""
+"""The reward head: last real token, one forward pass for both responses, features == tokens, the
+depth a truncated trunk reads."""
 
+import copy
+import sys
+from pathlib import Path
+
+import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from w2s_deception.data import pad_batch
+from w2s_deception.ladder import truncate_layers
 from w2s_deception.models import RewardModel, last_token_states
 
 
@@ -35,3 +43,27 @@ def test_token_path_matches_feature_path_and_ignores_padding():
         h_r = rm.features(ids[1:], mask[1:])
         expected = rm.head(h_c) - rm.head(h_r)
     assert torch.allclose(margin, expected.squeeze(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_truncated_trunk_reads_the_normed_state_at_that_depth(arch):
+    """`Rung.feature_layer` = k gives the k-th block's output through the final norm: the same
+    features `benchmarks/select_layer.py` scores for depth k in its one all-layer pass."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from select_layer import layer_features
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=3, n_head=2))
+    else:
+        lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=8, intermediate_size=16, num_hidden_layers=3,
+                                          num_attention_heads=2, num_key_value_heads=2))
+    seqs = [[5, 6, 7], [5, 6, 8, 9], [3]]
+    every = layer_features(lm.eval(), seqs, pad_id=0)
+    assert every.shape == (3, 3, 8)
+    for depth in (1, 2, 3):
+        rm = RewardModel(8, truncate_layers(copy.deepcopy(lm), depth)).eval()
+        ids, mask = pad_batch(seqs, 0)
+        with torch.no_grad():
+            assert torch.allclose(rm.features(ids, mask), torch.tensor(every[depth - 1]), atol=1e-5), depth
+    assert not torch.allclose(torch.tensor(every[0]), torch.tensor(every[2]))  # the depth matters

@@ -18,7 +18,7 @@ from .cache import Entry, RunCache, code_version, default_runs_dir
 from .config import Config, ConfigError
 from .data import encode_pair, load_pairs
 from .features import feature_entry, split_limit, split_name
-from .ladder import data_fingerprint, gguf_path, load_tokenizer_for, load_trunk
+from .ladder import data_fingerprint, gguf_path, load_tokenizer_for, load_trunk, truncate_layers
 from .metrics import sigmoid
 from .models import RewardModel
 from .train import PairExamples, predict_margins, train_reward_model
@@ -66,10 +66,11 @@ def _targets(target: np.ndarray | None, n: int) -> torch.Tensor:
 
 
 def _fresh_model(cfg: Config, rung: str, cache: RunCache, hidden: int | None) -> RewardModel:
-    """A new reward model: a head alone (`head`), or the rung's LM with a head (`full`; `lora` adapters)."""
+    """A new reward model: a head alone (`head`), or the rung's LM, cut at the depth its head reads,
+    with a head (`full`; `lora` adapters)."""
     if cfg.finetune == "head":
         return RewardModel(hidden)
-    lm, _ = load_trunk(cfg, cfg.rung(rung), cache)
+    lm = truncate_layers(load_trunk(cfg, cfg.rung(rung), cache)[0], cfg.rung(rung).feature_layer)
     if cfg.finetune == "lora":  # App. H: r = 8, alpha = 16 on attention and MLP
         lm = get_peft_model(lm, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")).get_base_model()
     return RewardModel(lm.config.hidden_size, lm)
