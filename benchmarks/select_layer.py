@@ -76,8 +76,7 @@ def main() -> None:
                         * len(folds[k]))
         rows.append({"depth": depth, "val_acc": sum(accs) / len(pairs), "cost": depth / len(feats)})
     table = pd.DataFrame(rows).set_index("depth")
-    se = np.sqrt(table.val_acc * (1 - table.val_acc) / len(pairs))
-    table["se"] = se
+    table["se"] = np.sqrt(table.val_acc * (1 - table.val_acc) / len(pairs))
     print(table.round(3).to_string())
     best = table.val_acc.idxmax()
     print(f"\nbest depth {best}: {table.val_acc[best]:.3f}; all {len(feats)} layers: {table.val_acc.iloc[-1]:.3f}")

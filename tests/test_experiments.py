@@ -78,10 +78,9 @@ def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
 def test_whole_model_fine_tuning_cuts_the_trunk_at_the_rungs_feature_layer(cache):
     base = get_config("smoke")
     cut = dataclasses.replace(base.rung("s-micro"), feature_layer=1)  # s-micro has 2 blocks
-    ladder = tuple(cut if r.name == "s-micro" else r for r in base.ladder)
-    for rung, blocks in ((base.rung("s-micro"), 2), (cut, 1)):
-        cfg = get_config("smoke", finetune="full", ladder=ladder if rung is cut else base.ladder)
-        model = E._fresh_model(cfg, "s-micro", cache, None)
+    cut_ladder = tuple(cut if r.name == "s-micro" else r for r in base.ladder)
+    for ladder, blocks in ((base.ladder, 2), (cut_ladder, 1)):
+        model = E._fresh_model(get_config("smoke", finetune="full", ladder=ladder), "s-micro", cache, None)
         assert len(model.trunk.h) == blocks
 
 

@@ -2,7 +2,6 @@
 depth a truncated trunk reads."""
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,10 +45,10 @@ def test_token_path_matches_feature_path_and_ignores_padding():
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_truncated_trunk_reads_the_normed_state_at_that_depth(arch):
+def test_truncated_trunk_reads_the_normed_state_at_that_depth(arch, monkeypatch):
     """`Rung.feature_layer` = k gives the k-th block's output through the final norm: the same
     features `benchmarks/select_layer.py` scores for depth k in its one all-layer pass."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from select_layer import layer_features
 
     torch.manual_seed(0)
