@@ -21,35 +21,29 @@ import numpy as np
 import pandas as pd
 import torch
 from select_heads import validation_accuracy
-from tqdm.auto import tqdm
 
 from w2s_deception.config import get_config
-from w2s_deception.data import encode_pair, load_pairs, pad_batch
+from w2s_deception.data import load_pairs
 from w2s_deception.experiments import open_cache
+from w2s_deception.features import batched_features, pair_sequences
 from w2s_deception.ladder import load_trunk
 from w2s_deception.models import last_token_states
 
 FOLDS = 5
 
 
-@torch.no_grad()
-def layer_features(model, seqs: list[list[int]], pad_id: int, batch: int = 32) -> np.ndarray:
-    """(n_layers, len(seqs), H): each layer's normed last-token state, batched by length."""
+def layer_features(model, seqs: list[list[int]], pad_id: int) -> np.ndarray:
+    """(n_layers, len(seqs), H): each layer's normed last-token state."""
     base = model.base_model
     norm = base.norm if hasattr(base, "norm") else base.ln_f
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = None
-    for start in tqdm(range(0, len(seqs), batch), desc="all layers", disable=None):
-        idx = order[start:start + batch]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id, side="right")
+
+    def every_depth(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
         # the last entry already went through the final norm; the others are raw block outputs
         states = [norm(h) for h in hidden[:-1]] + [hidden[-1]]
-        last = torch.stack([last_token_states(h, mask) for h in states]).numpy()
-        if out is None:
-            out = np.zeros((len(states), len(seqs), last.shape[-1]), dtype=np.float32)
-        out[:, idx] = last
-    return out
+        return torch.stack([last_token_states(h, mask) for h in states], dim=1)  # (B, n_layers, H)
+
+    return batched_features(every_depth, seqs, pad_id, desc="all layers").transpose(1, 0, 2)
 
 
 def main() -> None:
@@ -61,8 +55,7 @@ def main() -> None:
     pairs = load_pairs("hh-harmless/train_gt", cfg.data_dir, limit=args.pairs)
     model, tok = load_trunk(cfg, cfg.rung(args.rung), open_cache(cfg))
     model.eval()
-    seqs = [encode_pair(tok, p, r, cfg.max_length)[0]
-            for p, c, rj in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]) for r in (c, rj)]
+    seqs = pair_sequences(tok, pairs, cfg.max_length)
     start = time.perf_counter()
     feats = torch.tensor(layer_features(model, seqs, tok.pad_token_id)).reshape(-1, len(pairs), 2, model.config.hidden_size)
     print(f"features of {len(seqs)} sequences at every depth: {time.perf_counter() - start:.0f} s", flush=True)

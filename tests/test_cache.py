@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_deception.cache import CacheError, RunCache, _code_version, code_version, list_entries, main, run_key, verify
+from w2s_deception.cache import (CacheError, RunCache, _code_version, code_text, code_version, list_entries, main,
+                                 run_key, verify)
 
 SPEC = {"model": "gpt2-s", "seed": 0, "lr": 1e-5, "data": Path("/d/hh"), "layers": (1, 2)}
 
@@ -62,6 +63,9 @@ def test_code_version_tracks_module_text(tmp_path: Path, monkeypatch: pytest.Mon
     assert before == code_version(["train", "train"], package="fakepkg")
     (package / "plots.py").write_text("COLOR = 'blue'\n")
     assert code_version(["train"], package="fakepkg") == before
+    (package / "train.py").write_text('"""Training."""\nLR = 1  # a comment\n')
+    _code_version.cache_clear()
+    assert code_version(["train"], package="fakepkg") == before  # the same code, re-documented
     (package / "train.py").write_text("LR = 2\n")
     assert code_version(["train"], package="fakepkg") == before  # this process runs the code it imported
     _code_version.cache_clear()  # a new process
@@ -69,6 +73,16 @@ def test_code_version_tracks_module_text(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(before) == 12
     with pytest.raises(ModuleNotFoundError):
         code_version(["nope"], package="fakepkg")
+
+
+def test_code_text_ignores_comments_docstrings_and_layout_but_not_code() -> None:
+    base = code_text('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
+    assert code_text('"""Other words."""\n# a comment\ndef f( x ):  # here too\n    """Changed."""\n\n    return x+1\n') == base
+    assert code_text('def f(x):\n    return x + 1\n') == base
+    assert code_text('def f(x):\n    """Doc."""\n') == code_text('def f(x):\n    pass\n')  # a body of one docstring
+    assert code_text('def f(x):\n    return x + 2\n') != base
+    assert code_text('def f(x):\n    "a string that is code"\n    return x + 1\n') == base  # first string: docstring
+    assert code_text('def f(x):\n    y = "text"\n    return x + 1\n') != base
 
 
 def test_code_version_of_this_package() -> None:

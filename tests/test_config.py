@@ -63,6 +63,7 @@ def test_position_counts_selected_rungs_only():
     assert [cfg.rank(r) for r in ("pico", "mini", "smol")] == [0, 3, 4]  # the whole ladder's order
     with pytest.raises(ValueError):
         cfg.position("nano")  # not selected
+    assert cfg.by_rank({"smol", "nano", "pico"}) == ["pico", "nano", "smol"]  # any rungs of the ladder, weakest first
 
 
 def test_training_spec_drops_presentational_fields():

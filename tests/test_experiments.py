@@ -10,6 +10,7 @@ import torch
 from w2s_deception import experiments as E
 from w2s_deception.cache import RunCache
 from w2s_deception.config import ConfigError, get_config
+from w2s_deception.results import confidences
 from w2s_deception.train import PairExamples
 
 
@@ -24,15 +25,15 @@ def cache(cfg):
 
 
 def test_same_config_and_seed_give_identical_confidences(cfg, cache, tmp_path):
-    first = E.test_confidences(E.gt_entry(cfg, "s-micro", 0, cache))
+    first = confidences(E.gt_entry(cfg, "s-micro", 0, cache), "test")
     # a second cache that shares only the (deterministic) tokenizer and corpus, so pre-training,
     # feature extraction and head training all run again
     fresh = RunCache(tmp_path)
     for kind in ("tokenizer", "corpus"):
         shutil.copytree(cache.root / kind, tmp_path / kind)
-    again = E.test_confidences(E.gt_entry(cfg, "s-micro", 0, fresh))
+    again = confidences(E.gt_entry(cfg, "s-micro", 0, fresh), "test")
     np.testing.assert_array_equal(first, again)
-    other_seed = E.test_confidences(E.gt_entry(cfg, "s-micro", 1, fresh))
+    other_seed = confidences(E.gt_entry(cfg, "s-micro", 1, fresh), "test")
     assert not np.array_equal(first, other_seed)
 
 
@@ -44,15 +45,15 @@ def test_repeat_call_trains_nothing(cfg, cache, monkeypatch):
 
     monkeypatch.setattr(E, "train_reward_model", boom)
     entry = E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, cache)
-    assert len(E.test_confidences(entry)) == cfg.n_pairs
+    assert len(confidences(entry, "test")) == cfg.n_pairs
 
 
 def test_w2s_student_learns_from_teacher_labels_and_conflicts_change_it(cfg, cache):
     teacher = E.gt_entry(cfg, "s-nano", 0, cache)
-    labels = E.teacher_labels(teacher)
+    labels = confidences(teacher, "train_w2s")
     assert labels.shape == (cfg.n_pairs,) and ((labels > 0) & (labels < 1)).all()
-    plain = E.test_confidences(E.w2s_entry(cfg, "s-nano", "s-mini", "no_conflict", 0, cache))
-    explicit = E.test_confidences(E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, cache))
+    plain = confidences(E.w2s_entry(cfg, "s-nano", "s-mini", "no_conflict", 0, cache), "test")
+    explicit = confidences(E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, cache), "test")
     assert not np.allclose(plain, explicit)
     rec = E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, cache).record
     assert rec["spec"]["teacher"] == teacher.record["key"] and rec["spec"]["alpha"] == cfg.alpha
@@ -70,7 +71,7 @@ def test_whole_model_and_lora_fine_tuning_share_the_loop(cache, finetune):
     res = gt.results
     assert set(res["split"]) == set(E.HARMLESS) and res["confidence"].between(0, 1).all()
     student = E.w2s_entry(cfg, "s-nano", "s-micro", "implicit", 0, cache)
-    conf = E.test_confidences(student)
+    conf = confidences(student, "test")
     assert conf.shape == (40,) and np.isfinite(conf).all()
     assert len(student.record["losses"]) == 2 * 40 // 8  # harmless + helpful pairs, one epoch
 

@@ -4,12 +4,15 @@ depth a truncated trunk reads."""
 import copy
 from pathlib import Path
 
+import gguf
+import numpy as np
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from w2s_deception.config import Rung
 from w2s_deception.data import pad_batch
-from w2s_deception.ladder import truncate_layers
+from w2s_deception.ladder import gguf_parameters, truncate_layers
 from w2s_deception.models import RewardModel, last_token_states
 
 
@@ -66,3 +69,16 @@ def test_truncated_trunk_reads_the_normed_state_at_that_depth(arch, monkeypatch)
         with torch.no_grad():
             assert torch.allclose(rm.features(ids, mask), torch.tensor(every[depth - 1]), atol=1e-5), depth
     assert not torch.allclose(torch.tensor(every[0]), torch.tensor(every[2]))  # the depth matters
+
+
+def test_gguf_parameters_sum_the_tensors_of_the_rungs_file(tmp_path, monkeypatch):
+    package = tmp_path / "fake_wheel"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    writer = gguf.GGUFWriter(package / "tiny.gguf", arch="llama")
+    writer.add_tensor("token_embd.weight", np.zeros((5, 3), dtype=np.float32))  # 15
+    writer.add_tensor("blk.0.attn_norm.weight", np.zeros(3, dtype=np.float32))  # 3
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file()
+    writer.close()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gguf_parameters(Rung("tiny", "test rung", "gguf", package="fake_wheel", filename="tiny.gguf")) == 18

@@ -19,6 +19,7 @@ from w2s_deception.config import PO_FIELDS, RM_FIELDS, ConfigError, get_config
 from w2s_deception.experiments import open_cache
 from w2s_deception.ladder import pretrain_entry
 from w2s_deception.losses import dpo_loss, po_objective, sft_nll, simpo_loss
+from w2s_deception.results import confidences
 
 
 def softplus(x: float) -> float:
@@ -235,7 +236,7 @@ def test_filter_and_bootstrap_runs(tmp_path: Path) -> None:
     cfg = get_config("smoke", po_pairs=24, po_helpful=24, batch_size=8, po_lr=3e-3, threshold=0.55)
     cache = _runs_with_shared_ladder(tmp_path)
     teacher = P.po_gt_entry(cfg, "simpo", "s-nano", 0, cache)
-    m_w = P.teacher_confidence(teacher, "train_w2s")
+    m_w = confidences(teacher, "train_w2s")
     for keep in ("oracle", "confident"):
         kept = int(P.keep_mask(m_w, keep, 0.55).sum())
         run = P.po_w2s_entry(cfg, "simpo", "s-nano", "s-mini", "implicit", 0, cache, keep=keep)

@@ -30,6 +30,7 @@ from w2s_deception.config import SMOKE_RUNGS, Config, ConfigError, get_config
 from w2s_deception.data import ASSISTANT, DataError, load_pairs, resolve_data_dir
 from w2s_deception.features import feature_entry
 from w2s_deception.models import RewardModel
+from w2s_deception.results import confidences
 from w2s_deception.train import PairExamples, train_reward_model
 
 SHARED_DATA = resolve_data_dir()
@@ -291,7 +292,7 @@ def test_killed_run_leaves_no_entry_and_rerun_completes(smoke_runs: Path, tmp_pa
 
     cfg = get_config("smoke", runs_dir=str(smoke_runs))
     entry = E.gt_entry(cfg, "s-nano", 0, E.open_cache(cfg))
-    assert verify(entry) == [] and len(E.test_confidences(entry)) == cfg.n_pairs
+    assert verify(entry) == [] and len(confidences(entry, "test")) == cfg.n_pairs
     assert [p for p in (smoke_runs / "rm").iterdir()] == [entry.path]  # stale temp folder removed
     done = subprocess.run([sys.executable, "-m", "w2s_deception.cache", "verify", "--runs-dir", str(smoke_runs)],
                           capture_output=True, text=True, check=False)

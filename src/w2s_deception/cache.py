@@ -11,6 +11,7 @@ CLI: `python -m w2s_deception.cache {list,verify} [--runs-dir DIR]`.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -52,7 +53,7 @@ def default_runs_dir() -> Path:
 
 
 def code_version(modules: Iterable[str], package: str = __package__) -> str:
-    """Hash (12 hex) the source of the named package modules, so result-determining code edits change keys.
+    """Hash (12 hex) the code of the named package modules, so result-determining code edits change keys.
 
     Hashed once per process: a run must be keyed by the code it executes, and a module edited on
     disk while a long job runs is not the code that job imported.
@@ -67,8 +68,21 @@ def _code_version(modules: tuple[str, ...], package: str) -> str:
         spec = importlib.util.find_spec(f"{package}.{name}")
         if spec is None or spec.origin is None:
             raise ModuleNotFoundError(f"no module {package}.{name} to hash")
-        digest.update(f"{name}\0".encode() + Path(spec.origin).read_bytes() + b"\0")
+        digest.update(f"{name}\0{code_text(Path(spec.origin).read_text(encoding='utf-8'))}\0".encode())
     return digest.hexdigest()[:12]
+
+
+def code_text(source: str) -> str:
+    """What a module's source computes: its syntax tree without docstrings, so comments, docstrings and
+    layout can be edited without re-keying (and re-running) every run that depends on the module."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def _jsonable(value: object) -> str | int | float | bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,15 +207,19 @@ class Config:
         """Position of a rung in the ladder (0 = weakest)."""
         return [r.name for r in self.ladder].index(name)
 
+    def by_rank(self, names: Iterable[str]) -> list[str]:
+        """Rung names in ladder order, weakest first."""
+        return sorted(names, key=self.rank)
+
     def position(self, name: str) -> int:
         """Position of a selected rung among the selected rungs (0 = weakest): the capability gap
         of a pair in rungs of the ladder being studied, with unselected rungs not counted."""
-        return sorted(self.rungs, key=self.rank).index(name)
+        return self.by_rank(self.rungs).index(name)
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (weak, strong) pair of the selected rungs with weak below strong (and in
         `weak_rungs` / `strong_rungs` where those are given)."""
-        chosen = sorted(self.rungs, key=self.rank)
+        chosen = self.by_rank(self.rungs)
         pairs = [(w, s) for i, w in enumerate(chosen) for s in chosen[i + 1:]]
         return [(w, s) for w, s in pairs
                 if (not self.weak_rungs or w in self.weak_rungs) and (not self.strong_rungs or s in self.strong_rungs)]

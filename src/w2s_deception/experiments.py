@@ -18,15 +18,17 @@ from .cache import Entry, RunCache, code_version, default_runs_dir
 from .config import Config, ConfigError
 from .data import encode_pair, load_pairs
 from .features import feature_entry, split_limit, split_name
-from .ladder import data_fingerprint, gguf_path, load_tokenizer_for, load_trunk, truncate_layers
+from .ladder import data_fingerprint, gguf_path, load_reader, load_tokenizer_for
 from .metrics import sigmoid
 from .models import RewardModel
+from .results import confidences, test_rows
 from .train import PairExamples, predict_margins, train_reward_model
 
 HARMLESS = ("train_gt", "train_w2s", "test")
 # Every module whose code a reward-model result depends on (features: the cached trunk outputs a
 # `head` run trains on; metrics: the sigmoid that turns margins into confidences).
-RESULT_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "experiments"]
+RESULT_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "results",
+                  "experiments"]
 
 
 def open_cache(cfg: Config) -> RunCache:
@@ -70,7 +72,7 @@ def _fresh_model(cfg: Config, rung: str, cache: RunCache, hidden: int | None) ->
     with a head (`full`; `lora` adapters)."""
     if cfg.finetune == "head":
         return RewardModel(hidden)
-    lm = truncate_layers(load_trunk(cfg, cfg.rung(rung), cache)[0], cfg.rung(rung).feature_layer)
+    lm = load_reader(cfg, cfg.rung(rung), cache)[0]
     if cfg.finetune == "lora":  # App. H: r = 8, alpha = 16 on attention and MLP
         lm = get_peft_model(lm, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")).get_base_model()
     return RewardModel(lm.config.hidden_size, lm)
@@ -131,12 +133,6 @@ def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     return cache.get_or_compute("rm", spec, compute)
 
 
-def teacher_labels(entry: Entry, split: str = "train_w2s") -> np.ndarray:
-    """A teacher's soft labels M_w(x) on a split, ordered by pair id."""
-    res = entry.results
-    return res[res["split"] == split].sort_values("pair_id")["confidence"].to_numpy()
-
-
 def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, cache: RunCache) -> Entry:
     """θ_s^w: the strong rung trained on the weak GT model's soft labels under one objective."""
     if cfg.rank(weak) >= cfg.rank(strong):
@@ -147,18 +143,13 @@ def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, ca
             "objective": objective, "alpha": alpha, "seed": seed, **_base_spec(cfg)}
 
     def compute(tmp):
-        ex, _ = _examples(cfg, strong, "train_w2s", cache, target=teacher_labels(teacher))
+        ex, _ = _examples(cfg, strong, "train_w2s", cache, target=confidences(teacher, "train_w2s"))
         if objective in ("implicit", "adaptive"):
             ex = PairExamples.concat(ex, _examples(cfg, strong, "helpful", cache)[0])
         return _train_and_predict(cfg, strong, ex, objective, alpha, seed, cache, ("test",),
                                   f"W2S {weak}->{strong} {objective} s{seed}")
 
     return cache.get_or_compute("rm", spec, compute)
-
-
-def test_confidences(entry: Entry) -> np.ndarray:
-    """Test-split confidences of a run, ordered by pair id."""
-    return teacher_labels(entry, "test")
 
 
 def run_rm_matrix(cfg: Config, cache: RunCache,
@@ -176,9 +167,6 @@ def run_rm_matrix(cfg: Config, cache: RunCache,
     jobs += [(o, w, st, s) for w, st in cfg.pairs() for o in objectives for s in cfg.seeds]
     for model, weak, strong, seed in tqdm(jobs, desc="reward-model runs", disable=None):
         entry = gt_entry(cfg, weak, seed, cache) if model == "gt" else w2s_entry(cfg, weak, strong, model, seed, cache)
-        res = entry.results
-        res = res[res["split"] == "test"].sort_values("pair_id")
-        frames.append(pd.DataFrame({"model": model, "weak": weak, "strong": strong, "seed": seed,
-                                    "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()}))
+        frames.append(test_rows(entry, model=model, weak=weak, strong=strong, seed=seed))
     return pd.concat(frames, ignore_index=True)
 

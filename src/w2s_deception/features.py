@@ -6,6 +6,8 @@ features, so every scenario after the first reuses one forward pass of the trunk
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -14,7 +16,7 @@ from tqdm.auto import tqdm
 from .cache import Entry, RunCache, code_version
 from .config import Config
 from .data import encode_pair, load_pairs, pad_batch
-from .ladder import data_fingerprint, load_trunk, truncate_layers
+from .ladder import data_fingerprint, load_reader
 from .models import RewardModel
 
 
@@ -36,24 +38,34 @@ def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
 
     def compute(tmp):
         pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
-        trunk, tok = load_trunk(cfg, cfg.rung(rung), cache)
-        model = RewardModel(trunk.config.hidden_size, truncate_layers(trunk, cfg.rung(rung).feature_layer)).eval()
-        seqs = [encode_pair(tok, p, r, cfg.max_length)[0]
-                for p, c, rj in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]) for r in (c, rj)]
-        feats = _features(model, seqs, tok.pad_token_id, desc=f"features {rung}/{split}")
+        trunk, tok = load_reader(cfg, cfg.rung(rung), cache)
+        model = RewardModel(trunk.config.hidden_size, trunk).eval()
+        feats = batched_features(model.features, pair_sequences(tok, pairs, cfg.max_length), tok.pad_token_id,
+                                 desc=f"features {rung}/{split}")
         np.save(tmp / "features.npy", feats.reshape(len(pairs), 2, -1))
         return pd.DataFrame({"pair_id": pairs["pair_id"]}), {"hidden_size": int(feats.shape[-1])}
 
     return cache.get_or_compute("features", spec, compute)
 
 
+def pair_sequences(tok, pairs, max_length: int) -> list[list[int]]:
+    """Token ids of every pair's two dialogues, interleaved: chosen, rejected, chosen, ..."""
+    return [encode_pair(tok, p, r, max_length)[0]
+            for p, c, rj in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]) for r in (c, rj)]
+
+
 @torch.no_grad()
-def _features(model: RewardModel, seqs: list[list[int]], pad_id: int, desc: str, batch: int = 32) -> np.ndarray:
-    """Features of every sequence, batched by length so little compute is spent on padding."""
+def batched_features(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], seqs: list[list[int]], pad_id: int,
+                     desc: str, batch: int = 32) -> np.ndarray:
+    """`fn(input_ids, attention_mask)` of every sequence (rows in `seqs` order), batched by length so
+    little compute is spent on padding."""
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = np.zeros((len(seqs), model.head.in_features), dtype=np.float32)
+    out = None
     for start in tqdm(range(0, len(seqs), batch), desc=desc, leave=False, disable=None):
         idx = order[start:start + batch]
         ids, mask = pad_batch([seqs[i] for i in idx], pad_id, side="right")
-        out[idx] = model.features(ids, mask).float().numpy()
+        rows = fn(ids, mask).float().numpy()
+        if out is None:
+            out = np.zeros((len(seqs), *rows.shape[1:]), dtype=np.float32)
+        out[idx] = rows
     return out

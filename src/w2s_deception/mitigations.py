@@ -13,7 +13,8 @@ import pandas as pd
 
 from .cache import RunCache
 from .config import Config
-from .preference import KEEP, keep_mask, po_gt_entry, run_bootstrap, run_po_matrix, teacher_confidence
+from .preference import KEEP, keep_mask, po_gt_entry, run_bootstrap, run_po_matrix
+from .results import confidences
 
 FILTER_LABELS = {"all": "all weak labels", "oracle": "oracle: correct, M_w ≥ T",
                  "confident": "non-oracle: max(M_w, 1 − M_w) ≥ T"}
@@ -21,7 +22,7 @@ FILTER_LABELS = {"all": "all weak labels", "oracle": "oracle: correct, M_w ≥ T
 
 def _teachers(cfg: Config) -> list[str]:
     """The rungs that teach some weak → strong pair of the config, weakest first."""
-    return sorted({w for w, _ in cfg.pairs()}, key=cfg.rank)
+    return cfg.by_rank({w for w, _ in cfg.pairs()})
 
 
 def filter_runs(cfg: Config, cache: RunCache, method: str = "simpo",
@@ -48,7 +49,7 @@ def kept_pairs(cfg: Config, cache: RunCache, method: str = "simpo", reduce: bool
     rows = []
     for rung in _teachers(cfg):
         for seed in cfg.seeds:
-            m_w = teacher_confidence(po_gt_entry(cfg, method, rung, seed, cache), "train_w2s")
+            m_w = confidences(po_gt_entry(cfg, method, rung, seed, cache), "train_w2s")
             for keep in KEEP:
                 mask = keep_mask(m_w, keep, cfg.threshold)
                 rows.append({"teacher": rung, "seed": seed, "keep": keep, "pairs": int(mask.sum()),

@@ -28,9 +28,11 @@ from .features import split_name
 from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
 from .losses import dpo_loss, po_objective, sft_nll, simpo_loss
 from .metrics import dpo_confidence, simpo_confidence
+from .results import confidences, test_rows
 from .train import fit, predict_rows
 
-PO_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "honesty", "preference"]
+PO_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "results", "honesty",
+              "preference"]
 PO_OBJECTIVES = ("no_conflict", "explicit", "implicit")
 KEEP = ("all", "oracle", "confident")  # which teacher-labelled pairs a student trains on (App. M)
 SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "micro_batch", "max_length", "pretrain_batch",
@@ -303,22 +305,13 @@ class Supervision:
         return out
 
 
-def teacher_confidence(entry: Entry, split: str) -> np.ndarray:
-    """A scored policy's confidence in the GT-chosen response on one split, by pair id."""
-    res = entry.results
-    res = res[res["split"] == split].sort_values("pair_id")
-    if res.empty:
-        raise ConfigError(f"the teacher run {entry.record['key'][:12]} was not scored on {split!r}")
-    return res["confidence"].to_numpy()
-
-
 def _training_pairs(cfg: Config, rung: str, cache: RunCache, sup: Supervision) -> PolicyPairs:
     """The supervision's pairs: in GT order, or in the teacher's predicted order (M_w ≥ 0.5 keeps the
     GT-chosen response first) and filtered by `keep`."""
     pairs, ids = load_policy_pairs(cfg, rung, sup.split, cache)
     if sup.teacher is None:
         return pairs
-    m_w = teacher_confidence(sup.teacher, sup.split)
+    m_w = confidences(sup.teacher, sup.split)
     if len(m_w) != len(ids):
         raise ConfigError(f"teacher scored {len(m_w)} {sup.split} pairs, the student trains on {len(ids)}")
     kept = np.flatnonzero(keep_mask(m_w, sup.keep, sup.threshold))
@@ -427,13 +420,6 @@ def po_w2s_entry(cfg: Config, method: str, weak: str, strong: str, objective: st
                         ("test",), f"{method} W2S {route} {objective} {keep} s{seed}")
 
 
-def _test_rows(entry: Entry, **columns) -> pd.DataFrame:
-    """A run's test confidences by pair id, with `columns` naming the run."""
-    res = entry.results
-    res = res[res["split"] == "test"].sort_values("pair_id")
-    return pd.DataFrame({**columns, "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()})
-
-
 def run_po_matrix(cfg: Config, cache: RunCache, method: str, objectives: tuple[str, ...] = PO_OBJECTIVES,
                   keep: str = "all") -> pd.DataFrame:
     """Every run of a preference-optimisation chapter; test confidences in long form (the columns of
@@ -444,18 +430,18 @@ def run_po_matrix(cfg: Config, cache: RunCache, method: str, objectives: tuple[s
     for model, weak, strong, seed in tqdm(jobs, desc=f"{method} runs", disable=None):
         entry = (po_gt_entry(cfg, method, weak, seed, cache) if model == "gt"
                  else po_w2s_entry(cfg, method, weak, strong, model, seed, cache, keep=keep))
-        frames.append(_test_rows(entry, model=model, weak=weak, strong=strong, seed=seed))
+        frames.append(test_rows(entry, model=model, weak=weak, strong=strong, seed=seed))
     return pd.concat(frames, ignore_index=True)
 
 
 def run_bootstrap(cfg: Config, cache: RunCache, method: str, objective: str = "implicit") -> pd.DataFrame:
     """App. N: the top selected rung taught by every lower rung, directly (`via` = the weak rung itself)
     and through every rung in between; test confidences in long form with a `via` column."""
-    chosen = sorted(cfg.rungs, key=cfg.rank)
+    chosen = cfg.by_rank(cfg.rungs)
     strong = chosen[-1]
     jobs = [(w, v, s) for i, w in enumerate(chosen[:-1]) for v in chosen[i:-1] for s in cfg.seeds]
     frames = []
     for weak, via, seed in tqdm(jobs, desc=f"{method} bootstrapping runs", disable=None):
         entry = po_w2s_entry(cfg, method, weak, strong, objective, seed, cache, via=None if via == weak else via)
-        frames.append(_test_rows(entry, model=objective, weak=weak, via=via, strong=strong, seed=seed))
+        frames.append(test_rows(entry, model=objective, weak=weak, via=via, strong=strong, seed=seed))
     return pd.concat(frames, ignore_index=True)
