@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from w2s_deception.cache import (CacheError, RunCache, _code_version, code_text, code_version, list_entries, main,
                                  run_key, verify)
@@ -98,6 +99,7 @@ def test_get_or_compute_computes_once(tmp_path: Path) -> None:
     assert second.results["confidence"].tolist() == [0.2, 0.5, 0.9]
     assert second.record["accuracy"] == pytest.approx(2 / 3)
     assert second.record["spec"]["data"] == "/d/hh"
+    assert second.record["threads"] == torch.get_num_threads()
     assert set(second.record["files"]) == {"results.parquet", "weights.bin"}
     assert second.file("weights.bin").read_bytes() == b"\x00\x01" * 100
     assert cache.has("rm", SPEC) and not cache.has("rm", {**SPEC, "seed": 9})

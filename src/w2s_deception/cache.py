@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNS_DIR_ENV = "W2S_RUNS_DIR"
 RESULTS = "results.parquet"
 RECORD = "record.json"
-RESERVED = ("kind", "key", "spec", "created", "wall_seconds", "files")
+RESERVED = ("kind", "key", "spec", "created", "wall_seconds", "threads", "files")
 LIST_COLUMNS = ["kind", "key", "created", "wall_seconds", "n_rows", "ok"]
 
 
@@ -301,6 +302,8 @@ class RunCache:
             "spec": json.loads(_canonical(dict(spec))),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds": wall_seconds,
+            # CPU results are bit-identical for one thread count only (float sums in another order)
+            "threads": torch.get_num_threads(),
             "files": files,
             **extra,
         }
