@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +286,8 @@ class RunCache:
     def _build(tmp: Path, kind: str, key: str, spec: Mapping,
                compute: Callable[[Path], tuple[pd.DataFrame, dict]]) -> dict:
         """Run compute in `tmp`, then write the results table and, last, the record (returned)."""
+        import torch  # here, not at the top: the `list`/`verify` CLI never builds and starts without it
+
         start = time.perf_counter()
         results, extra = compute(tmp)
         wall_seconds = round(time.perf_counter() - start, 3)
