@@ -152,6 +152,27 @@ def test_passing_chapter_is_parameterised_normalised_and_deterministic(tmp_path:
     assert executed.read_bytes() == first
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str) -> None:
+    """Trainings before the notebooks run on TRAIN_THREADS and kernels on KERNEL_THREADS, whatever the
+    machine's cores, `--jobs` or the caller's OMP_NUM_THREADS: the thread count moves CPU results."""
+    import torch
+
+    from w2s_deception import book
+
+    root = make_root(tmp_path, ["threads"])
+    notebook(root / "notebooks" / "threads.ipynb", 'import torch\nprint(f"kernel threads {torch.get_num_threads()}")')
+    seen = []
+    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: seen.append(torch.get_num_threads()))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    before = torch.get_num_threads()
+    monkeypatch.setattr(book, "TRAIN_THREADS", before + 1)  # unlike torch's default, so pinning shows
+    assert main(["--profile", "smoke", "--skip-html", "--jobs", jobs], root=root) == 0
+    assert seen == [book.TRAIN_THREADS]
+    assert f"kernel threads {book.KERNEL_THREADS}\n" in outputs_text(root / "book" / "threads.ipynb")
+    assert torch.get_num_threads() == before and os.environ["OMP_NUM_THREADS"] == "3"  # restored
+
+
 def test_parameters_cell_must_declare_every_parameter(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

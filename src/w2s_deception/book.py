@@ -31,6 +31,11 @@ STATIC_DIR = Path("book/_static")  # served as _static/ (html_static_path in _co
 _VOLATILE = ("start_time", "end_time", "duration", "input_path", "output_path")
 _INSERTED = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds
 VERDICTS_START, VERDICTS_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+# Torch threads of the build's trainings, fixed rather than taken from the machine's core count:
+# CPU float sums depend on the thread count (the README says by how much), so with these any
+# machine with the same torch build and instruction set reproduces the book's numbers bit for bit.
+TRAIN_THREADS = 2  # the reward-modeling, SimPO and DPO trainings run before the notebooks
+KERNEL_THREADS = 1  # each notebook kernel, and the trainings inside it
 
 
 class ChapterError(Exception):
@@ -227,26 +232,39 @@ def _run_chapter(root: Path, name: str, profile: str) -> tuple[str, str | None, 
     return name, None, time.perf_counter() - start
 
 
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """While open, torch in this process and in kernels started from it (`OMP_NUM_THREADS`, read
+    when torch is imported) uses `n` threads."""
+    import torch
+
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
+
+
 def execute_all(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
     """Execute chapters, `jobs` at a time, each in its own process (papermill changes the process's
-    working directory while it runs, so chapters cannot share one), each kernel with its share of
-    the CPU threads; a failing chapter stops none of the others. True when all succeeded."""
+    working directory while it runs, so chapters cannot share one), each kernel on `KERNEL_THREADS`
+    threads; a failing chapter stops none of the others. True when all succeeded."""
     def report(name: str, error: str | None, seconds: float) -> bool:
         print(f"FAILED {error} [{seconds:.1f} s]" if error else f"executed {name} [{seconds:.1f} s]", flush=True)
         return error is None
 
-    if jobs <= 1:
-        return all([report(*_run_chapter(root, name, profile)) for name in names])
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads is None:  # read by torch in each kernel: no oversubscribed cores
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    try:
+    with _torch_threads(KERNEL_THREADS):
+        if jobs <= 1:
+            return all([report(*_run_chapter(root, name, profile)) for name in names])
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_run_chapter, root, name, profile) for name in names]
             return all([report(*future.result()) for future in as_completed(futures)])
-    finally:
-        if threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
@@ -256,8 +274,9 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
     parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="chapters executed at once, after their trainings (default: 2, or 1 on one CPU)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help=f"chapters executed at once, after their trainings, each kernel on {KERNEL_THREADS} "
+                             "thread (default: one per CPU core)")
     parser.add_argument("--store-test-outputs", action="store_true",
                         help="re-execute notebooks/ in place with the smoke profile (the outputs nbval compares)")
     return parser.parse_args(argv)
@@ -292,7 +311,7 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         check_kernel()
         selected = [c for c in notebooks if c in args.chapters]
         # one by one, so a terminal shows each training's progress bars; a log, one line per run
-        with nullcontext() if sys.stderr.isatty() else _runs_logged_to_stderr():
+        with nullcontext() if sys.stderr.isatty() else _runs_logged_to_stderr(), _torch_threads(TRAIN_THREADS):
             for name in selected:
                 start = time.perf_counter()
                 try:
