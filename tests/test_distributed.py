@@ -255,6 +255,25 @@ def test_model_saved_into_the_cache_under_two_processes_is_complete(distributed)
         assert {"config.json", "model.safetensors"} <= set(run["cached_model_files"]), run["cached_model_files"]
 
 
+def test_train_chapters_script_trains_the_chapters_the_book_prepares(monkeypatch):
+    """`configs/accelerate/train_chapters.py`, the entry point `accelerate launch` runs, imports and
+    hands each named chapter to `book.prepare_chapter`, and refuses a chapter that trains nothing."""
+    import importlib.util
+
+    from w2s_deception import book
+
+    path = ROOT / "configs" / "accelerate" / "train_chapters.py"
+    module_spec = importlib.util.spec_from_file_location("train_chapters", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    calls = []
+    monkeypatch.setattr(script, "prepare_chapter", lambda chapter, profile: calls.append((chapter, profile)))
+    assert script.main(["--profile", "smoke", *book.TRAINED_CHAPTERS]) == 0
+    assert calls == [(chapter, "smoke") for chapter in book.TRAINED_CHAPTERS]
+    with pytest.raises(SystemExit):
+        script.main(["--profile", "smoke", "thresholds"])
+
+
 # --- FSDP config of the paper profile (no GPU needed: parsed, launched as env, wrap policy) ---
 
 FSDP_YAML = ROOT / "configs" / "accelerate" / "fsdp.yaml"

@@ -8,9 +8,10 @@
 several processes it would execute every notebook once per process. This does the first half only
 (`book.prepare_chapter`), so that it can run under `accelerate launch`: every process walks the same
 runs in the same order, trains each one together with the others (`train.fit` builds an
-`Accelerator`, which picks up the launch's DDP or FSDP settings) and scores it; the first process
-to finish a run writes its cache entry, the others find it there when they rename theirs, drop
-their copy and read it (`RunCache.get_or_compute`). Run the book afterwards in one process.
+`Accelerator`, which picks up the launch's DDP or FSDP settings) and scores it; the main process
+publishes each run's cache entry, and the others read it (`RunCache.get_or_compute`). Run the book
+afterwards in one process. On CPUs (gloo), launch with `--multi_gpu --num_processes N` (README,
+"Several processes").
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from w2s_deception.book import prepare_chapter
-from w2s_deception.experiments import CHAPTER_RUNS
+from w2s_deception.book import TRAINED_CHAPTERS, prepare_chapter
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="paper", help="cpu, smoke or paper (default: paper)")
-    parser.add_argument("chapters", nargs="+", choices=sorted(CHAPTER_RUNS))
+    parser.add_argument("chapters", nargs="+", choices=TRAINED_CHAPTERS)
     args = parser.parse_args(argv)
     for chapter in args.chapters:
         prepare_chapter(chapter, args.profile)

@@ -124,6 +124,11 @@ def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
     return target
 
 
+# Chapters whose trainings `prepare_chapter` runs before the notebooks. Decided here, not in a module
+# the run cache hashes, so adding a chapter retrains nothing.
+TRAINED_CHAPTERS = ("reward_modeling", "simpo", "dpo")
+
+
 def prepare_chapter(name: str, profile: str) -> bool:
     """Run a chapter's trainings here first, so the terminal shows progress bars and the notebook
     (which calls the same function) only reads the warm cache; False for chapters that train inside
@@ -132,15 +137,14 @@ def prepare_chapter(name: str, profile: str) -> bool:
     from w2s_deception.experiments import open_cache, run_rm_matrix
     from w2s_deception.preference import po_config, run_po_matrix
 
-    # Decided here, not in a module the run cache hashes, so adding a chapter retrains nothing.
+    if name not in TRAINED_CHAPTERS:
+        return False
     if name == "reward_modeling":
         cfg = get_config(profile)
         run_rm_matrix(cfg, open_cache(cfg))
-    elif name in ("simpo", "dpo"):
+    else:
         cfg = po_config(profile)
         run_po_matrix(cfg, open_cache(cfg), name)
-    else:
-        return False
     return True
 
 
