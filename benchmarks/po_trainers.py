@@ -47,7 +47,7 @@ def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_
     import torch
 
     from w2s_deception.config import get_config
-    from w2s_deception.preference import po_loss_fn, score_pairs
+    from w2s_deception.preference import ResponseScorer, po_loss_fn, score_pairs
     from w2s_deception.train import fit
 
     cfg = get_config("cpu")  # simpo_beta 2, simpo_gamma 1, dpo_beta 0.1
@@ -61,7 +61,7 @@ def project_po(w: Workload, method: str, micro_batch: int | None = Config.micro_
             ref = score_pairs(lm, pairs, cfg.micro_batch)
             pairs = replace(pairs, ref_first=torch.tensor(ref["logp_first"].to_numpy(), dtype=torch.float32),
                             ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
-        losses = fit(lm, pairs, po_loss_fn(cfg, method, "no_conflict"), lr=w.lr, epochs=w.epochs,
+        losses = fit(ResponseScorer(lm), pairs, po_loss_fn(cfg, method, "no_conflict"), lr=w.lr, epochs=w.epochs,
                      batch_size=w.batch_size, micro_batch=micro_batch, seed=w.seed,
                      desc=f"bench {method}")
     return RunResult(w.rm_tokens(), t, losses)

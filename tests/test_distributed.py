@@ -1,7 +1,8 @@
 """`train_reward_model` under several processes, and the FSDP config of the `paper` profile.
 
-Two CPU processes (gloo) run the same training code through accelerate's `notebook_launcher`
-(torch elastic, forked from a child interpreter, on a free port). `accelerate launch --cpu
+Two CPU processes (gloo) run the same training code under `accelerate launch --multi_gpu
+--num_processes 2` on a free port. On a machine without CUDA that launcher (torchrun) starts both
+processes, and the trainer's `Accelerator(cpu=True)` joins them over gloo. `accelerate launch --cpu
 --num_processes 2` would not do: without `--mpirun_hostfile` accelerate has no multi-CPU launcher
 and runs one process, so the comparison below would be a run against itself; the first test checks
 that two processes really took part.
@@ -15,7 +16,10 @@ same global batch (2 × the per-process batch):
   in the gradient all-reduce with a pair at weight 0);
 - `micro`: `tokens` run as length-sorted micro-batches of 2 pairs (gradients accumulated without
   synchronising, then all-reduced once per step), against one process cutting the global batch
-  of 8 into other micro-batches.
+  of 8 into other micro-batches;
+- `policy`: a 2-layer GPT-2 policy trained with the explicit SimPO loss in micro-batches of 2, the
+  way SFT, SimPO and DPO train (`preference.ResponseScorer`: the LM head on response positions
+  runs inside the wrapped module's forward); compared on the pairs' summed response log-probs.
 
 Tolerance of the one-process comparison: DDP averages the two processes' mean gradients
 (g0 + g1) / 2, one process takes the mean over the same 16 pairs, so the two gradients differ only
@@ -55,6 +59,7 @@ SCENARIOS = {
     "uneven": {"n": 60, "batch": 8, "epochs": 1, "lr": 1e-2},
     "one_left": {"n": 17, "batch": 8, "epochs": 2, "lr": 1e-2},  # last global batch: 1 pair, none for rank 0
     "micro": {"n": 24, "batch": 4, "epochs": 2, "lr": 1e-2, "micro": 2},
+    "policy": {"n": 24, "batch": 4, "epochs": 2, "lr": 1e-2, "micro": 2},
 }
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}  # margins and losses
 PARAM_TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
@@ -87,8 +92,35 @@ def build(name: str) -> tuple[RecordingPairs, RewardModel]:
     return RecordingPairs(target, helpful, features=torch.randn(n, 2, 8, generator=g)), RewardModel(8)
 
 
+def train_policy(batch_size: int) -> dict:
+    """The `policy` scenario: a tiny GPT-2 policy under the explicit SimPO loss, as `preference` trains."""
+    from w2s_deception.config import get_config
+    from w2s_deception.preference import PolicyPairs, ResponseScorer, po_loss_fn, score_pairs
+    from w2s_deception.train import fit
+
+    spec = SCENARIOS["policy"]
+    g = torch.Generator().manual_seed(2)
+    first, second = ([torch.randint(3, 64, (int(k),), generator=g).tolist() for k in torch.randint(4, 21, (spec["n"],),
+                                                                                                   generator=g)]
+                     for _ in range(2))
+    start = lambda seqs: [int(torch.randint(1, len(s) - 1, (1,), generator=g)) for s in seqs]  # noqa: E731
+    pairs = PolicyPairs(first, second, start(first), start(second), torch.rand(spec["n"], generator=g) < 0.5,
+                        torch.zeros(spec["n"], dtype=torch.bool), pad_id=0)
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    initial = {k: v.detach().clone() for k, v in lm.state_dict().items()}
+    losses = fit(ResponseScorer(lm), pairs, po_loss_fn(get_config("smoke"), "simpo", "explicit"), lr=spec["lr"],
+                 epochs=spec["epochs"], batch_size=batch_size, seed=0, micro_batch=spec["micro"], desc="policy")
+    logps = score_pairs(lm, pairs, batch_size=4)[["logp_first", "logp_second"]].to_numpy()
+    return {"batches": [], "losses": losses, "initial": initial,
+            "params": {k: v.detach().clone() for k, v in lm.state_dict().items()}, "margins": torch.tensor(logps)}
+
+
 def train(name: str, batch_size: int) -> dict:
     """Train one scenario; what each process saw, returned and ended with."""
+    if name == "policy":
+        return train_policy(batch_size)
     spec = SCENARIOS[name]
     examples, model = build(name)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -148,7 +180,10 @@ def distributed(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("two-processes")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     # own session: on a timeout the launcher and both workers are killed together
-    proc = subprocess.Popen([sys.executable, __file__, str(out), str(_free_port())], env=env, cwd=ROOT,
+    launch = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes",
+              str(WORLD), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), __file__, str(out)]
+    proc = subprocess.Popen(launch, env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
@@ -232,7 +267,7 @@ def test_processes_end_with_identical_parameters(distributed, name):
     assert torch.equal(distributed[0][name]["margins"], distributed[1][name]["margins"])
 
 
-@pytest.mark.parametrize("name", ["features", "tokens", "uneven", "one_left", "micro"])
+@pytest.mark.parametrize("name", ["features", "tokens", "uneven", "one_left", "micro", "policy"])
 def test_two_processes_match_one_process_with_the_same_global_batch(distributed, single, name):
     ours, ref = distributed[0][name], single[name]
     moved = max((ref["params"][k] - ref["initial"][k]).abs().max().item() for k in ref["params"])
@@ -348,7 +383,5 @@ def test_fsdp_config_leaves_a_feature_head_whole(monkeypatch):
     assert wrapped_layers(RewardModel(16), launch_env(), monkeypatch) == []
 
 
-if __name__ == "__main__":  # the two-process run: python tests/test_distributed.py OUT_DIR PORT
-    from accelerate import notebook_launcher
-
-    notebook_launcher(_process, args=(sys.argv[1],), num_processes=WORLD, use_port=sys.argv[2])
+if __name__ == "__main__":  # one process of the two-process run: accelerate launch ... tests/test_distributed.py OUT_DIR
+    _process(sys.argv[1])

@@ -10,7 +10,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from w2s_deception.models import RewardModel
-from w2s_deception.preference import PolicyPairs, _sft_loss, _SFTBatches
+from w2s_deception.preference import PolicyPairs, ResponseScorer, _sft_loss, _SFTBatches
 from w2s_deception.train import (PairExamples, fit, loss_units, micro_batches, predict_rows, token_length,
                                  train_reward_model)
 
@@ -110,7 +110,7 @@ def sft_gradient(pairs: PolicyPairs, micro: int | None, units: bool) -> torch.Te
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.optim.AdamW, "step", record)
-        fit(lm, data, _sft_loss, lr=1e-3, epochs=1, batch_size=len(pairs), seed=0, micro_batch=micro)
+        fit(ResponseScorer(lm), data, _sft_loss, lr=1e-3, epochs=1, batch_size=len(pairs), seed=0, micro_batch=micro)
     return grads[0]
 
 

@@ -187,9 +187,28 @@ def response_logps(lm: PreTrainedModel, input_ids: torch.Tensor, attention_mask:
     return total, scored.sum(dim=1)
 
 
-def pair_logps(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+class ResponseScorer(torch.nn.Module):
+    """A policy whose forward is `response_logps`: what `train.fit` trains and the losses call.
+
+    `fit` gives the losses the model as accelerate prepared it, and under DDP or FSDP all of a step's
+    computation must run inside that wrapper's forward, the LM head on the scored positions included
+    (called on a DDP-wrapped LM it is not even reachable: `get_output_embeddings` is the LM's).
+    """
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        # what FSDP's wrap policy reads when its config names no layer class: the LM's decoder layers
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                response_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return response_logps(self.lm, input_ids, attention_mask, response_start)
+
+
+def pair_logps(scorer: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Summed response log-probs and token counts of the `first` and `second` rows of a batch."""
-    s, n = response_logps(lm, batch["input_ids"], batch["attention_mask"], batch["response_start"])
+    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"])
     b = len(s) // 2
     return s[:b], n[:b], s[b:], n[b:]
 
@@ -201,8 +220,8 @@ def score_pairs(lm: torch.nn.Module, pairs: PolicyPairs, batch_size: int) -> pd.
     Called with `micro_batch` pairs per batch: larger batches build logit tensors too big for the
     CPU's caches (128 pairs: 2.2x slower on the `micro` rung than 16 or 8).
     """
-    lm.eval()
-    out = predict_rows(pairs, lambda b: torch.stack(pair_logps(lm, b), dim=1), batch_size).double().cpu().numpy()
+    scorer = ResponseScorer(lm).eval()
+    out = predict_rows(pairs, lambda b: torch.stack(pair_logps(scorer, b), dim=1), batch_size).double().cpu().numpy()
     return pd.DataFrame({"logp_first": out[:, 0], "n_first": out[:, 1].astype(int),
                          "logp_second": out[:, 2], "n_second": out[:, 3].astype(int)})
 
@@ -218,8 +237,8 @@ def po_loss_fn(cfg: Config, method: str, objective: str):
     """The batch loss of one method under one objective, for `train.fit`."""
     alpha = cfg.alpha
 
-    def loss_fn(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        lf, nf, ls, ns = pair_logps(lm, batch)
+    def loss_fn(scorer: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        lf, nf, ls, ns = pair_logps(scorer, batch)
         if method == "simpo":
             pf, ps = lf / nf.clamp(min=1), ls / ns.clamp(min=1)
             forward = simpo_loss(pf, ps, cfg.simpo_beta, cfg.simpo_gamma)
@@ -237,8 +256,8 @@ def po_loss_fn(cfg: Config, method: str, objective: str):
     return loss_fn
 
 
-def _sft_loss(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    s, n = response_logps(lm, batch["input_ids"], batch["attention_mask"], batch["response_start"])
+def _sft_loss(scorer: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"])
     return sft_nll(s, n)
 
 
@@ -333,7 +352,7 @@ def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, sup: Supervisi
         torch.manual_seed(seed)
         lm, tok = load_trunk(cfg, cfg.rung(rung), cache)
         model = _trainable(cfg, lm)
-        losses = fit(model, _SFTBatches(pairs), _sft_loss, lr=cfg.sft_lr, epochs=1, batch_size=cfg.batch_size,
+        losses = fit(ResponseScorer(model), _SFTBatches(pairs), _sft_loss, lr=cfg.sft_lr, epochs=1, batch_size=cfg.batch_size,
                      micro_batch=cfg.micro_batch, seed=seed, warmup=WARMUP, desc=f"SFT {rung} s{seed}")
         lm = _merged(model)
         lm.save_pretrained(tmp / "model")
@@ -354,7 +373,7 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
                         ref_second=torch.tensor(ref["logp_second"].to_numpy(), dtype=torch.float32))
     model = _trainable(cfg, lm)
     epochs = cfg.po_epochs if method == "simpo" else cfg.dpo_epochs
-    losses = fit(model, pairs, po_loss_fn(cfg, method, objective), lr=cfg.po_lr, epochs=epochs,
+    losses = fit(ResponseScorer(model), pairs, po_loss_fn(cfg, method, objective), lr=cfg.po_lr, epochs=epochs,
                  batch_size=cfg.batch_size, micro_batch=cfg.micro_batch, seed=seed, desc=desc)
     frames = []
     for split in eval_splits:
