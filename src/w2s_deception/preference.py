@@ -352,8 +352,9 @@ def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, sup: Supervisi
         torch.manual_seed(seed)
         lm, tok = load_trunk(cfg, cfg.rung(rung), cache)
         model = _trainable(cfg, lm)
-        losses = fit(ResponseScorer(model), _SFTBatches(pairs), _sft_loss, lr=cfg.sft_lr, epochs=1, batch_size=cfg.batch_size,
-                     micro_batch=cfg.micro_batch, seed=seed, warmup=WARMUP, desc=f"SFT {rung} s{seed}")
+        losses = fit(ResponseScorer(model), _SFTBatches(pairs), _sft_loss, lr=cfg.sft_lr, epochs=1,
+                     batch_size=cfg.batch_size, micro_batch=cfg.micro_batch, seed=seed, warmup=WARMUP,
+                     desc=f"SFT {rung} s{seed}")
         lm = _merged(model)
         lm.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
