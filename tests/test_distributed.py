@@ -1,4 +1,4 @@
-"""`train_reward_model` under several processes, and the FSDP config of the `paper` profile.
+"""`train.fit` under several processes, and the FSDP config of the `paper` profile.
 
 Two CPU processes (gloo) run the same training code under `accelerate launch --multi_gpu
 --num_processes 2` on a free port. On a machine without CUDA that launcher (torchrun) starts both
@@ -7,7 +7,7 @@ processes, and the trainer's `Accelerator(cpu=True)` joins them over gloo. `acce
 and runs one process, so the comparison below would be a run against itself; the first test checks
 that two processes really took part.
 
-Five small scenarios, each trained on both processes and, for reference, in this process with the
+Six small scenarios, each trained on both processes and, for reference, in this process with the
 same global batch (2 × the per-process batch):
 - `features`: a reward head on random features, soft labels, 2 epochs (64 pairs, 8 + 8 per step);
 - `tokens`: a 2-layer GPT-2 trunk on token pairs of random lengths (right-padded per process), 2 epochs;
@@ -92,26 +92,40 @@ def build(name: str) -> tuple[RecordingPairs, RewardModel]:
     return RecordingPairs(target, helpful, features=torch.randn(n, 2, 8, generator=g)), RewardModel(8)
 
 
-def train_policy(batch_size: int) -> dict:
-    """The `policy` scenario: a tiny GPT-2 policy under the explicit SimPO loss, as `preference` trains."""
-    from w2s_deception.config import get_config
-    from w2s_deception.preference import PolicyPairs, ResponseScorer, po_loss_fn, score_pairs
-    from w2s_deception.train import fit
+def policy_and_pairs(n: int):
+    """A tiny GPT-2 policy (seed 0) and `n` token pairs of random lengths, prompts and GT order."""
+    from w2s_deception.preference import PolicyPairs
 
-    spec = SCENARIOS["policy"]
     g = torch.Generator().manual_seed(2)
-    first, second = ([torch.randint(3, 64, (int(k),), generator=g).tolist() for k in torch.randint(4, 21, (spec["n"],),
-                                                                                                   generator=g)]
+    first, second = ([torch.randint(3, 64, (int(k),), generator=g).tolist() for k in torch.randint(4, 21, (n,), generator=g)]
                      for _ in range(2))
     start = lambda seqs: [int(torch.randint(1, len(s) - 1, (1,), generator=g)) for s in seqs]  # noqa: E731
-    pairs = PolicyPairs(first, second, start(first), start(second), torch.rand(spec["n"], generator=g) < 0.5,
-                        torch.zeros(spec["n"], dtype=torch.bool), pad_id=0)
+    pairs = PolicyPairs(first, second, start(first), start(second), torch.rand(n, generator=g) < 0.5,
+                        torch.zeros(n, dtype=torch.bool), pad_id=0)
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    return lm, pairs
+
+
+def simpo_explicit():
+    """The explicit-conflict SimPO loss of the smoke config, as `train.fit` calls it."""
+    from w2s_deception.config import get_config
+    from w2s_deception.preference import po_loss_fn
+
+    return po_loss_fn(get_config("smoke"), "simpo", "explicit")
+
+
+def train_policy(batch_size: int) -> dict:
+    """The `policy` scenario: a tiny GPT-2 policy under the explicit SimPO loss, as `preference` trains."""
+    from w2s_deception.preference import ResponseScorer, score_pairs
+    from w2s_deception.train import fit
+
+    spec = SCENARIOS["policy"]
+    lm, pairs = policy_and_pairs(spec["n"])
     initial = {k: v.detach().clone() for k, v in lm.state_dict().items()}
-    losses = fit(ResponseScorer(lm), pairs, po_loss_fn(get_config("smoke"), "simpo", "explicit"), lr=spec["lr"],
-                 epochs=spec["epochs"], batch_size=batch_size, seed=0, micro_batch=spec["micro"], desc="policy")
+    losses = fit(ResponseScorer(lm), pairs, simpo_explicit(), lr=spec["lr"], epochs=spec["epochs"],
+                 batch_size=batch_size, seed=0, micro_batch=spec["micro"], desc="policy")
     logps = score_pairs(lm, pairs, batch_size=4)[["logp_first", "logp_second"]].to_numpy()
     return {"batches": [], "losses": losses, "initial": initial,
             "params": {k: v.detach().clone() for k, v in lm.state_dict().items()}, "margins": torch.tensor(logps)}
@@ -383,5 +397,69 @@ def test_fsdp_config_leaves_a_feature_head_whole(monkeypatch):
     assert wrapped_layers(RewardModel(16), launch_env(), monkeypatch) == []
 
 
-if __name__ == "__main__":  # one process of the two-process run: accelerate launch ... tests/test_distributed.py OUT_DIR
-    _process(sys.argv[1])
+# --- a policy under FSDP2 on CPU (gloo), sharded the way fsdp.yaml wraps it ---
+
+FSDP_PAIRS = 8  # one global batch, 4 + 4
+
+
+def _fsdp_process(out_dir: str) -> None:
+    """One process of the FSDP2 run (torchrun): the policy's decoder layers and then the whole
+    `ResponseScorer` fully sharded, as accelerate's FSDP2 preparation does under `fsdp.yaml`'s wrap
+    policy, and the gradient of one explicit-SimPO step on this process's half of the pairs."""
+    import torch.distributed as dist
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from torch.distributed.fsdp import fully_shard
+
+    from w2s_deception.preference import ResponseScorer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    os.environ.update(launch_env())
+    scorer = ResponseScorer(policy_and_pairs(FSDP_PAIRS)[0])
+    pairs = policy_and_pairs(FSDP_PAIRS)[1]
+    policy = fsdp2_prepare_auto_wrap_policy(FullyShardedDataParallelPlugin(), scorer)
+    units = [m for m in scorer.modules() if policy(m) and m is not scorer]
+    names = [type(m).__name__ for m in units]  # before fully_shard renames the classes (FSDPGPT2Block)
+    for module in units:
+        fully_shard(module)
+    fully_shard(scorer)
+    half = FSDP_PAIRS // WORLD
+    loss = simpo_explicit()(scorer, pairs.collate(list(range(rank * half, (rank + 1) * half))))
+    loss.backward()  # FSDP averages the processes' gradients: the mean over all pairs
+    grads = {k: p.grad.full_tensor() for k, p in scorer.named_parameters()}  # collective
+    sharded = {k: tuple(p.to_local().shape) for k, p in scorer.named_parameters()}
+    torch.save({"units": names, "grads": grads, "local_shapes": sharded},
+               Path(out_dir) / f"fsdp{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_policy_gradient_under_fsdp2_matches_one_process(tmp_path):
+    """What the paper profile's FSDP config does to a policy, on two CPU processes: each decoder layer
+    its own unit, parameters sharded, and the SimPO step's gradient (LM head on response positions
+    inside the sharded module's forward) equal to one process's over the same 8 pairs. accelerate
+    itself runs FSDP on GPUs only (on CPU it falls back to DDP), so this shards with torch's
+    `fully_shard` the way accelerate's FSDP2 preparation does; `fit` under FSDP is not exercised."""
+    from w2s_deception.preference import ResponseScorer
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(WORLD), __file__, str(tmp_path), "fsdp"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, f"FSDP run failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+    runs = [torch.load(tmp_path / f"fsdp{r}.pt") for r in range(WORLD)]
+    assert runs[0]["units"] == ["GPT2Block", "GPT2Block"]
+    lm, pairs = policy_and_pairs(FSDP_PAIRS)
+    scorer = ResponseScorer(lm)
+    simpo_explicit()(scorer, pairs.collate(list(range(FSDP_PAIRS)))).backward()
+    full = dict(scorer.named_parameters())
+    assert runs[0]["grads"].keys() == full.keys()
+    for key, param in full.items():
+        assert runs[0]["local_shapes"][key][0] < param.shape[0] or param.shape[0] == 1, f"{key} is not sharded"
+        for run in runs:
+            torch.testing.assert_close(run["grads"][key], param.grad, atol=1e-6, rtol=1e-4, msg=lambda m: f"{key}: {m}")
+
+
+if __name__ == "__main__":  # one process of a multi-process run (accelerate launch / torchrun): OUT_DIR [fsdp]
+    _fsdp_process(sys.argv[1]) if sys.argv[2:] == ["fsdp"] else _process(sys.argv[1])
