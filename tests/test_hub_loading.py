@@ -193,11 +193,26 @@ PAPER_HUB_IDS = {
 
 
 def test_paper_profile_maps_rungs_to_hub_ids():
-    cfg = get_config("paper")
-    assert cfg.rungs == tuple(PAPER_HUB_IDS)  # all 10 rungs, weakest first
+    cfg = get_config("paper", rungs=tuple(PAPER_HUB_IDS))
+    assert tuple(r.name for r in cfg.ladder) == tuple(PAPER_HUB_IDS)  # all 10 rungs, weakest first
     for name, hub_id in PAPER_HUB_IDS.items():
         rung = cfg.rung(name)
         assert rung.source == "hub"
         assert rung.hub_id == hub_id, name
     with pytest.raises(ConfigError):
         cfg.rung("nano")  # a cpu rung is not in the paper ladder
+
+
+def test_paper_chapters_default_to_the_papers_models():
+    """Reward models on GPT-2 Base…XL and OPT-2.7B/6.7B (§4); SimPO and DPO add Mistral-7B (§5, App. G);
+    honesty on the GPT-2 series (App. O); LLaMA-3/3.1 only as App. H's students."""
+    from w2s_deception.config import CAPABILITY_CHAPTER, HONESTY_CHAPTER
+    from w2s_deception.preference import po_config
+
+    gpt2 = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    assert get_config("paper").rungs == gpt2 + ("opt-2.7b", "opt-6.7b")
+    assert po_config("paper").rungs == gpt2 + ("opt-2.7b", "opt-6.7b", "mistral-7b")
+    assert po_config("paper", task="honesty", **HONESTY_CHAPTER["paper"]).rungs == gpt2
+    llama = po_config("paper", po_finetune="lora", **CAPABILITY_CHAPTER["paper"])
+    assert {strong for _, strong in llama.pairs()} == {"llama3-8b", "llama3-70b", "llama3.1-8b"}
+    assert po_config("paper", rungs=["gpt2", "llama3-8b"]).rungs == ("gpt2", "llama3-8b")  # a parameter overrides

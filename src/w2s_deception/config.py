@@ -106,9 +106,19 @@ CAPABILITY_CHAPTER = {
               "strong_rungs": ("llama3-8b", "llama3-70b", "llama3.1-8b"), "po_lr": 3e-4},
 }
 
+# The paper's models per part (`paper` profile defaults; a chapter's `rungs` parameter overrides them):
+# reward models on GPT-2 Base…XL and OPT-2.7B/6.7B (§4); SimPO and DPO add Mistral-7B-v0.1 (§5, App. G);
+# honesty on the GPT-2 series (App. O); LLaMA-3/3.1 only in App. H (CAPABILITY_CHAPTER).
+PAPER_GPT2 = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+PAPER_RM_RUNGS = PAPER_GPT2 + ("opt-2.7b", "opt-6.7b")
+# Rungs the preference chapters use by default (`preference.po_config`): whole-policy training costs
+# ~100× a reward head on cached features, so the cpu profile keeps its three smallest rungs (about
+# 20 CPU-minutes per seed).
+PO_RUNGS = {"cpu": ("pico", "nano", "micro"), "paper": PAPER_RM_RUNGS + ("mistral-7b",)}
+
 # App. O (honesty): 2,000 helpful pairs in the implicit stream, batch size 16
 HONESTY_CHAPTER = {"cpu": {"po_helpful": 2000, "batch_size": 16}, "smoke": {"batch_size": 16},
-                   "paper": {"po_helpful": 2000, "batch_size": 16}}
+                   "paper": {"po_helpful": 2000, "batch_size": 16, "rungs": PAPER_GPT2}}
 
 
 @dataclass(frozen=True)
@@ -324,7 +334,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"rungs": ("pico", "micro", "mini", "smol"), "dpo_epochs": 1},
     "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
               "dpo_epochs": 1},
-    "paper": {"finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
+    "paper": {"rungs": PAPER_RM_RUNGS, "finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
               "sft_lr": 1e-5, "po_lr": 1e-6, "po_pairs": None, "po_helpful": 4000},
 }
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from .cache import Entry, RunCache, code_version
-from .config import PO_METHODS, Config, ConfigError, get_config
+from .config import PO_METHODS, PO_RUNGS, Config, ConfigError, get_config
 from .data import encode_pair, load_pairs, pad_batch
 from .honesty import honesty_pairs
 from .features import split_name
@@ -38,13 +38,11 @@ KEEP = ("all", "oracle", "confident")  # which teacher-labelled pairs a student 
 SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "micro_batch", "max_length", "pretrain_batch",
               "pretrain_lr", "task")
 WARMUP = 0.1  # SFT: linear warm-up over the first 10 % of steps, then constant (SPEC §2)
-# Rungs the preference chapters use by default: whole-policy training costs ~100× a reward head on
-# cached features, so the cpu profile keeps its three smallest rungs (about 20 CPU-minutes per seed).
-PO_RUNGS = {"cpu": ("pico", "nano", "micro")}
 
 
 def po_config(profile: str | None = None, **overrides) -> Config:
-    """A preference chapter's config: the profile's, with its default rungs (PO_RUNGS), `overrides` first."""
+    """A preference chapter's config: the profile's, with its default rungs (`config.PO_RUNGS`), `overrides`
+    first."""
     profile = profile or get_config().profile
     given = {k: v for k, v in overrides.items() if v is not None}
     return get_config(profile, **{"rungs": PO_RUNGS.get(profile), **given})
