@@ -76,6 +76,12 @@ class RecordingPairs(PairExamples):
         return super().collate(idx)
 
 
+def tiny_gpt2() -> GPT2LMHeadModel:
+    """The 2-layer GPT-2 of the token scenarios, without dropout (seed torch first)."""
+    return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+
+
 def build(name: str) -> tuple[RecordingPairs, RewardModel]:
     """The scenario's pairs and fresh model, identical in every process."""
     n = SCENARIOS[name]["n"]
@@ -86,8 +92,7 @@ def build(name: str) -> tuple[RecordingPairs, RewardModel]:
     if name in ("tokens", "micro"):
         lengths = torch.randint(3, 21, (2, n), generator=g).tolist()
         chosen, rejected = ([torch.randint(3, 64, (k,), generator=g).tolist() for k in row] for row in lengths)
-        lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-                                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+        lm = tiny_gpt2()
         return RecordingPairs(target, helpful, chosen_ids=chosen, rejected_ids=rejected, pad_id=0), RewardModel(16, lm)
     return RecordingPairs(target, helpful, features=torch.randn(n, 2, 8, generator=g)), RewardModel(8)
 
@@ -103,9 +108,7 @@ def policy_and_pairs(n: int):
     pairs = PolicyPairs(first, second, start(first), start(second), torch.rand(n, generator=g) < 0.5,
                         torch.zeros(n, dtype=torch.bool), pad_id=0)
     torch.manual_seed(0)
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-                                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
-    return lm, pairs
+    return tiny_gpt2(), pairs
 
 
 def simpo_explicit():
@@ -417,8 +420,8 @@ def _fsdp_process(out_dir: str) -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     os.environ.update(launch_env())
-    scorer = ResponseScorer(policy_and_pairs(FSDP_PAIRS)[0])
-    pairs = policy_and_pairs(FSDP_PAIRS)[1]
+    lm, pairs = policy_and_pairs(FSDP_PAIRS)
+    scorer = ResponseScorer(lm)
     policy = fsdp2_prepare_auto_wrap_policy(FullyShardedDataParallelPlugin(), scorer)
     units = [m for m in scorer.modules() if policy(m) and m is not scorer]
     names = [type(m).__name__ for m in units]  # before fully_shard renames the classes (FSDPGPT2Block)
