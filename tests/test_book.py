@@ -153,7 +153,8 @@ def test_passing_chapter_is_parameterised_normalised_and_deterministic(tmp_path:
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str) -> None:
+def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str], jobs: str) -> None:
     """Trainings before the notebooks run on TRAIN_THREADS and kernels on KERNEL_THREADS, whatever the
     machine's cores, `--jobs` or the caller's OMP_NUM_THREADS: the thread count moves CPU results."""
     import torch
@@ -162,13 +163,16 @@ def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest
 
     root = make_root(tmp_path, ["threads"])
     notebook(root / "notebooks" / "threads.ipynb", 'import torch\nprint(f"kernel threads {torch.get_num_threads()}")')
-    seen = []
-    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: seen.append(torch.get_num_threads()))
+    # a trained chapter that trains nothing: --jobs 1 trains in this process, --jobs 2 in a spawned one,
+    # whose prepare_chapter (the real one) trains nothing for it; both report the threads they ran on
+    monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("threads",))
+    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: False)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     before = torch.get_num_threads()
     monkeypatch.setattr(book, "TRAIN_THREADS", before + 1)  # unlike torch's default, so pinning shows
     assert main(["--profile", "smoke", "--skip-html", "--jobs", jobs], root=root) == 0
-    assert seen == [book.TRAIN_THREADS]
+    out = capsys.readouterr().out
+    assert re.search(rf"^trained threads \[[\d.]+ s on {book.TRAIN_THREADS} threads\]$", out, re.MULTILINE), out
     assert f"kernel threads {book.KERNEL_THREADS}\n" in outputs_text(root / "book" / "threads.ipynb")
     assert torch.get_num_threads() == before and os.environ["OMP_NUM_THREADS"] == "3"  # restored
 

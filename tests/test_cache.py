@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,11 @@ class Counter:
         self.calls += 1
         (tmpdir / "weights.bin").write_bytes(b"\x00\x01" * 100)
         return pd.DataFrame({"pair_id": [0, 1, 2], "confidence": [0.2, 0.5, 0.9]}), {"accuracy": np.float32(2 / 3)}
+
+
+def entries_and_temp_folders(folder: Path) -> list[str]:
+    """Names in a kind's folder other than the entries' (empty) lock files."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".lock-"))
 
 
 def test_run_key_deterministic_and_order_free() -> None:
@@ -118,7 +125,7 @@ def test_crash_in_compute_leaves_nothing(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="killed"):
         cache.get_or_compute("rm", SPEC, crash)
-    assert list((tmp_path / "rm").iterdir()) == []
+    assert entries_and_temp_folders(tmp_path / "rm") == []
     assert not cache.has("rm", SPEC)
     with pytest.raises(CacheError, match="no rm entry"):
         cache.load("rm", SPEC)
@@ -128,7 +135,7 @@ def test_reserved_record_key_rejected(tmp_path: Path) -> None:
     cache = RunCache(tmp_path)
     with pytest.raises(CacheError, match="reserved"):
         cache.get_or_compute("rm", SPEC, lambda tmpdir: (pd.DataFrame({"a": [1]}), {"files": {}}))
-    assert list((tmp_path / "rm").iterdir()) == []
+    assert entries_and_temp_folders(tmp_path / "rm") == []
 
 
 def test_truncated_results_detected_and_recomputed(tmp_path: Path) -> None:
@@ -164,6 +171,27 @@ def test_stale_temp_dir_ignored_and_removed(tmp_path: Path) -> None:
     entry = cache.get_or_compute("rm", SPEC, compute)
     assert compute.calls == 1 and verify(entry) == []
     assert not stale.exists() and live.exists()
+
+
+def _slow_compute_in(root: Path) -> str:
+    """Compute SPEC's entry in `root` with a compute that takes a second and logs its call; the record's time."""
+    def compute(tmpdir: Path) -> tuple[pd.DataFrame, dict]:
+        with open(root / "calls.log", "a") as log:
+            log.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        return Counter()(tmpdir)
+
+    return RunCache(root).get_or_compute("rm", SPEC, compute).record["created"]
+
+
+def test_processes_sharing_a_runs_folder_compute_an_entry_once(tmp_path: Path) -> None:
+    """Two processes that need the same missing entry at once: one computes it, the other waits and reads it
+    (the book trains chapters side by side, and they share pre-trained rungs and SFT models)."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        created = pool.map(_slow_compute_in, [tmp_path, tmp_path])
+    assert len((tmp_path / "calls.log").read_text().split()) == 1
+    assert created[0] == created[1]
+    assert entries_and_temp_folders(tmp_path / "rm") == [run_key(SPEC)]
 
 
 def test_unwritable_root(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ def test_non_finite_features_stop_a_scenario_and_leave_no_entry(tmp_path: Path, 
     cache = RunCache(tmp_path)
     with pytest.raises(FloatingPointError, match="in GT s-nano s0 at step 0"):
         E.gt_entry(cfg, "s-nano", 0, cache)
-    assert list((tmp_path / "rm").iterdir()) == []
+    assert list((tmp_path / "rm").glob("[!.]*")) == [] and list((tmp_path / "rm").glob(".tmp-*")) == []
 
 
 # ---------------------------------------------------------------- killed mid-run
@@ -286,14 +286,15 @@ def test_killed_run_leaves_no_entry_and_rerun_completes(smoke_runs: Path, tmp_pa
             proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    # no complete entry: only the dead process's temp folder
-    assert [p.name.startswith(".tmp-") for p in (smoke_runs / "rm").iterdir()] == [True]
+    # no complete entry: only the dead process's temp folder (and the entry's lock file, which its death released)
+    assert [p.name[:5] for p in sorted((smoke_runs / "rm").iterdir())] == [".lock", ".tmp-"]
     assert list_entries(smoke_runs).query("kind == 'rm'").empty
 
     cfg = get_config("smoke", runs_dir=str(smoke_runs))
     entry = E.gt_entry(cfg, "s-nano", 0, E.open_cache(cfg))
     assert verify(entry) == [] and len(confidences(entry, "test")) == cfg.n_pairs
-    assert [p for p in (smoke_runs / "rm").iterdir()] == [entry.path]  # stale temp folder removed
+    assert list((smoke_runs / "rm").glob("[!.]*")) == [entry.path]
+    assert list((smoke_runs / "rm").glob(".tmp-*")) == []  # stale temp folder removed
     done = subprocess.run([sys.executable, "-m", "w2s_deception.cache", "verify", "--runs-dir", str(smoke_runs)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

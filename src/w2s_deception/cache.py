@@ -4,6 +4,8 @@ An entry lives at `<root>/<kind>/<run_key(spec)>/` and holds `results.parquet`, 
 the computation wrote (e.g. weights) and, written last, `record.json` with the spec, timing
 and a sha256 of every file. Entries are built in a temp folder and renamed into place, so a
 killed run never leaves a half-written entry; corrupt entries are moved aside, not served.
+A lock file per entry (`<kind>/.lock-<key>`) lets processes that share a runs folder compute
+each entry once: the others wait for it and read it.
 
 CLI: `python -m w2s_deception.cache {list,verify} [--runs-dir DIR]`.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -219,26 +222,23 @@ class RunCache:
         key = run_key(spec)
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale(final.parent)
-        if final.is_dir():
-            entry, problems = _open(final)
-            if not problems:
-                return entry
-            logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
-                           kind, final, "; ".join(problems), self._move_aside(final))
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=final.parent))
-        try:
-            record = self._build(tmp, kind, key, spec, compute)
-            os.replace(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / RECORD).is_file():
+        # One process computes an entry at a time: another that needs it (the book trains chapters
+        # side by side, and they share pre-trained rungs and SFT models) waits here, then reads it.
+        with FileLock(final.parent / f".lock-{key}"):
+            self._remove_stale(final.parent)
+            if final.is_dir():
+                entry, problems = _open(final)
+                if not problems:
+                    return entry
+                logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
+                               kind, final, "; ".join(problems), self._move_aside(final))
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=final.parent))
+            try:
+                record = self._build(tmp, kind, key, spec, compute)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            logger.info("%s entry %s was completed by another process; using it", kind, final)
-            return self.load(kind, spec)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return Entry(final, record)
 
     def _get_or_compute_together(
