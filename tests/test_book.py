@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -108,6 +109,40 @@ def outputs_text(path: Path) -> str:
             parts.append(out.get("data", {}).get("text/plain", ""))
             parts.extend([out.get("ename", ""), out.get("evalue", ""), *out.get("traceback", [])])
     return "\n".join(parts)
+
+
+MARK = 'import os, pathlib, time\npathlib.Path(os.environ["W2S_TEST_MARKS"], "started-{}").write_text(str(time.time()))'
+
+
+def waiting_training(name: str, profile: str, threads: int, passive: bool) -> tuple[str, None, float, int]:
+    """A trainer (run in a spawned process) that finishes only once `reads_nothing` has started, or after
+    two minutes, then marks when it finished."""
+    marks = Path(os.environ["W2S_TEST_MARKS"])
+    deadline = time.monotonic() + 120
+    while not (marks / "started-reads_nothing").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (marks / f"trained-{name}").write_text(str(time.time()))
+    return name, None, 0.0, threads
+
+
+def test_side_by_side_build_starts_each_notebook_once_the_trainings_it_reads_are_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs 2: a notebook that reads no training runs while the trainings do; one that reads them
+    waits for them (a kernel that computed a run before its trainer would train it on other threads)."""
+    from w2s_deception import book
+
+    root = make_root(tmp_path, ["slow", "reads_slow", "reads_nothing"])
+    for name in ("slow", "reads_slow", "reads_nothing"):
+        notebook(root / "notebooks" / f"{name}.ipynb", MARK.format(name))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("W2S_TEST_MARKS", str(marks))
+    monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("slow",))
+    monkeypatch.setattr(book, "NOTEBOOK_NEEDS", {"reads_nothing": ()})
+    monkeypatch.setattr(book, "_train_in_process", waiting_training)
+    assert main(["--profile", "smoke", "--skip-html", "--jobs", "2"], root=root) == 0
+    at = {p.name: float(p.read_text()) for p in marks.iterdir()}
+    assert at["started-reads_nothing"] < at["trained-slow"] < min(at["started-slow"], at["started-reads_slow"])
 
 
 def test_failing_chapter_stops_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
