@@ -194,6 +194,16 @@ def test_processes_sharing_a_runs_folder_compute_an_entry_once(tmp_path: Path) -
     assert entries_and_temp_folders(tmp_path / "rm") == [run_key(SPEC)]
 
 
+def test_reading_a_complete_entry_takes_no_lock(tmp_path: Path) -> None:
+    """Entries appear by one rename, so a warm read needs no lock and writes nothing into the runs folder."""
+    cache, compute = RunCache(tmp_path), Counter()
+    cache.get_or_compute("rm", SPEC, compute)
+    (lock,) = (tmp_path / "rm").glob(".lock-*")
+    lock.unlink()
+    cache.get_or_compute("rm", SPEC, compute)
+    assert compute.calls == 1 and list((tmp_path / "rm").glob(".lock-*")) == []
+
+
 def test_unwritable_root(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

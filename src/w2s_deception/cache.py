@@ -222,16 +222,17 @@ class RunCache:
         key = run_key(spec)
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale(final.parent)
+        if final.is_dir():  # a complete entry is read without the lock: entries appear by one rename
+            entry, problems = _open(final)
+            if not problems:
+                return entry
         # One process computes an entry at a time: another that needs it (the book trains chapters
         # side by side, and they share pre-trained rungs and SFT models) waits here, then reads it.
         with FileLock(final.parent / f".lock-{key}"):
-            self._remove_stale(final.parent)
-            if final.is_dir():
-                entry, problems = _open(final)
-                if not problems:
-                    return entry
-                logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
-                               kind, final, "; ".join(problems), self._move_aside(final))
+            entry = self._verified(kind, final)
+            if entry is not None:
+                return entry
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=final.parent))
             try:
                 record = self._build(tmp, kind, key, spec, compute)
@@ -260,12 +261,7 @@ class RunCache:
         if rank == 0:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._remove_stale(final.parent)
-            if final.is_dir():
-                entry, problems = _open(final)
-                if problems:
-                    entry = None
-                    logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
-                                   kind, final, "; ".join(problems), self._move_aside(final))
+            entry = self._verified(kind, final)
         exists = [entry is not None]
         dist.broadcast_object_list(exists, src=0)
         if not exists[0]:
@@ -281,6 +277,18 @@ class RunCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             dist.barrier()
         return entry if entry is not None else self.load(kind, spec)
+
+    def _verified(self, kind: str, final: Path) -> Entry | None:
+        """The verified entry at `final`; None when there is none, or when it is corrupt (then it is moved
+        aside, to be recomputed)."""
+        if not final.is_dir():
+            return None
+        entry, problems = _open(final)
+        if not problems:
+            return entry
+        logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
+                       kind, final, "; ".join(problems), self._move_aside(final))
+        return None
 
     @staticmethod
     def _build(tmp: Path, kind: str, key: str, spec: Mapping,
