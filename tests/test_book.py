@@ -201,7 +201,7 @@ def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest
     # a trained chapter that trains nothing: --jobs 1 trains in this process, --jobs 2 in a spawned one,
     # whose prepare_chapter (the real one) trains nothing for it; both report the threads they ran on
     monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("threads",))
-    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: False)
+    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: None)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     before = torch.get_num_threads()
     monkeypatch.setattr(book, "TRAIN_THREADS", before + 1)  # unlike torch's default, so pinning shows

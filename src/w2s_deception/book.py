@@ -135,23 +135,21 @@ NOTEBOOK_NEEDS = {"reward_modeling": ("reward_modeling",), "simpo": ("simpo",), 
                   "llama": ("simpo",), "honesty": ("simpo",)}
 
 
-def prepare_chapter(name: str, profile: str) -> bool:
-    """Run a chapter's trainings here first, so the terminal shows progress bars and the notebook
-    (which calls the same function) only reads the warm cache; False for chapters that train inside
-    their notebook."""
+def prepare_chapter(name: str, profile: str) -> None:
+    """Run a chapter's trainings before its notebook, which runs the same matrix and then only reads the
+    warm cache; nothing for chapters that train inside their notebook."""
     from w2s_deception.config import get_config
     from w2s_deception.experiments import open_cache, run_rm_matrix
     from w2s_deception.preference import po_config, run_po_matrix
 
     if name not in TRAINED_CHAPTERS:
-        return False
+        return
     if name == "reward_modeling":
         cfg = get_config(profile)
         run_rm_matrix(cfg, open_cache(cfg))
     else:
         cfg = po_config(profile)
         run_po_matrix(cfg, open_cache(cfg), name)
-    return True
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
@@ -279,12 +277,12 @@ def _train_here(name: str, profile: str) -> tuple[str, str | None, float, int]:
     """`prepare_chapter` in this process: (name, the error or None, seconds, torch threads)."""
     import torch
 
-    start = time.perf_counter()
+    start, error = time.perf_counter(), None
     try:
         prepare_chapter(name, profile)
     except Exception as err:  # noqa: BLE001 - reported; the notebook records it
-        return name, f"{type(err).__name__}: {err}", time.perf_counter() - start, torch.get_num_threads()
-    return name, None, time.perf_counter() - start, torch.get_num_threads()
+        error = f"{type(err).__name__}: {err}"
+    return name, error, time.perf_counter() - start, torch.get_num_threads()
 
 
 class _NoTerminal:
