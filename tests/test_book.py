@@ -115,12 +115,15 @@ MARK = 'import os, pathlib, time\npathlib.Path(os.environ["W2S_TEST_MARKS"], "st
 
 
 def waiting_training(name: str, profile: str, threads: int, passive: bool) -> tuple[str, None, float, int]:
-    """A trainer (run in a spawned process) that finishes only once `reads_nothing` has started, or after
-    two minutes, then marks when it finished."""
+    """A trainer (run in a spawned process) that marks when it began, finishes only once `reads_nothing`
+    has started (or after two minutes) and a few more seconds have passed (more than a queued notebook
+    takes to start), then marks when it finished."""
     marks = Path(os.environ["W2S_TEST_MARKS"])
+    (marks / f"begun-{name}").write_text(str(time.time()))
     deadline = time.monotonic() + 120
     while not (marks / "started-reads_nothing").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
+    time.sleep(6 if name == "ahead" else 2)
     (marks / f"trained-{name}").write_text(str(time.time()))
     return name, None, 0.0, threads
 
@@ -128,21 +131,43 @@ def waiting_training(name: str, profile: str, threads: int, passive: bool) -> tu
 def test_side_by_side_build_starts_each_notebook_once_the_trainings_it_reads_are_done(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--jobs 2: a notebook that reads no training runs while the trainings do; one that reads them
-    waits for them (a kernel that computed a run before its trainer would train it on other threads)."""
+    waits for them (a kernel that computed a run before its trainer would train it on other threads).
+    Runs computed ahead for a notebook (`AHEAD`) start only after the trainings they need, and their
+    notebook waits for them too."""
     from w2s_deception import book
 
-    root = make_root(tmp_path, ["slow", "reads_slow", "reads_nothing"])
-    for name in ("slow", "reads_slow", "reads_nothing"):
+    root = make_root(tmp_path, ["slow", "reads_slow", "reads_nothing", "ahead"])
+    for name in ("slow", "reads_slow", "reads_nothing", "ahead"):
         notebook(root / "notebooks" / f"{name}.ipynb", MARK.format(name))
     marks = tmp_path / "marks"
     marks.mkdir()
     monkeypatch.setenv("W2S_TEST_MARKS", str(marks))
     monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("slow",))
     monkeypatch.setattr(book, "NOTEBOOK_NEEDS", {"reads_nothing": ()})
+    monkeypatch.setattr(book, "AHEAD", {"ahead": ("slow",)})
     monkeypatch.setattr(book, "_train_in_process", waiting_training)
     assert main(["--profile", "smoke", "--skip-html", "--jobs", "2"], root=root) == 0
     at = {p.name: float(p.read_text()) for p in marks.iterdir()}
     assert at["started-reads_nothing"] < at["trained-slow"] < min(at["started-slow"], at["started-reads_slow"])
+    assert at["trained-slow"] < at["begun-ahead"] < at["trained-ahead"] < at["started-ahead"]
+
+
+def test_side_by_side_trainings_compute_smollm2_features_ahead_on_one_thread() -> None:
+    """cpu: the chapters train on TRAIN_THREADS; SmolLM2's four feature splits (rows that do not depend on
+    the thread count) each get a one-thread process; the mitigations chapter's SimPO students wait for
+    SimPO's teachers. smoke has no rung that is not pre-trained here."""
+    from w2s_deception import book
+    from w2s_deception.book import Training
+
+    names = ["reward_modeling", "simpo", "dpo", "llama", "mitigations"]
+    assert book.side_by_side_trainings(names, "cpu") == [
+        Training("reward_modeling", book.TRAIN_THREADS), Training("simpo", book.TRAIN_THREADS),
+        Training("dpo", book.TRAIN_THREADS),
+        *(Training(f"features smol/{split}", 1) for split in ("helpful", "train_gt", "train_w2s", "test")),
+        Training("mitigations", book.KERNEL_THREADS, ("simpo",))]
+    assert [t.name for t in book.side_by_side_trainings(names, "smoke")] == ["reward_modeling", "simpo", "dpo",
+                                                                              "mitigations"]
+    assert book.side_by_side_trainings(["mitigations"], "cpu") == [Training("mitigations", book.KERNEL_THREADS)]
 
 
 def test_failing_chapter_stops_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

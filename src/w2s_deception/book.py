@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -129,27 +130,77 @@ def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
 # the run cache hashes, so adding a chapter retrains nothing.
 TRAINED_CHAPTERS = ("reward_modeling", "simpo", "dpo")
 # The trained chapters whose runs a notebook reads, where not all of them: with `--jobs` > 1 it starts as
-# soon as those are trained. LLaMA and honesty train their own policies from pre-trained rungs that SimPO's
-# trainings pre-train too, so they need not wait for the reward models' features (the longest training).
+# soon as those are trained. LLaMA, α and honesty train their own policies from pre-trained rungs and
+# teachers that SimPO's trainings train too, so they need not wait for the reward models' features (the
+# longest training).
 NOTEBOOK_NEEDS = {"reward_modeling": ("reward_modeling",), "simpo": ("simpo",), "dpo": ("dpo",),
-                  "llama": ("simpo",), "honesty": ("simpo",)}
+                  "llama": ("simpo",), "alpha": ("simpo",), "honesty": ("simpo",)}
+# Side by side only: runs a notebook would train inside itself that need only some trainings, computed
+# ahead in a process of their own on the kernel's thread count (so the numbers are the notebook's) as soon
+# as those are done. The mitigations chapter's SimPO students need SimPO's teachers; its notebook must wait
+# for the reward models too, and would otherwise train them all after the longest training.
+AHEAD = {"mitigations": ("simpo",)}
+
+
+@dataclass(frozen=True)
+class Training:
+    """Runs the side-by-side build computes in a process of its own before the notebooks that read them."""
+
+    name: str  # a chapter, or `features <rung>/<split>`
+    threads: int
+    needs: tuple[str, ...] = ()  # trainings that must be done first
+
+
+def side_by_side_trainings(names: Sequence[str], profile: str) -> list[Training]:
+    """What the side-by-side build trains before (and while) the notebooks `names` execute.
+
+    Besides the chapters' trainings: the features of the rungs not pre-trained here (SmolLM2 on `cpu`),
+    one process per split from the start, on one thread. They are the reward models' longest runs; a
+    feature row does not depend on the thread count (checked bit for bit on a whole split), and two
+    one-thread processes compute 1.2x the tokens per second of one two-thread process (1,235 vs 1,014 here).
+    The reward-modeling training finds them computed, or waits for them (the run cache's entry locks)."""
+    out = [Training(n, TRAIN_THREADS) for n in names if n in TRAINED_CHAPTERS]
+    if "reward_modeling" in names:
+        out += [Training(f"features {rung}/{split}", KERNEL_THREADS) for rung, split in _features_ahead(profile)]
+    chapters = {t.name for t in out}
+    out += [Training(n, KERNEL_THREADS, tuple(d for d in AHEAD[n] if d in chapters)) for n in names if n in AHEAD]
+    return out
+
+
+def _features_ahead(profile: str) -> list[tuple[str, str]]:
+    """(rung, split) of the reward-modeling chapter's features on rungs not pre-trained here, largest split first."""
+    from w2s_deception.config import get_config
+
+    cfg = get_config(profile)
+    if cfg.finetune != "head":
+        return []
+    return [(r, split) for r in cfg.rungs if cfg.rung(r).source != "scratch"
+            for split in ("helpful", "train_gt", "train_w2s", "test")]
 
 
 def prepare_chapter(name: str, profile: str) -> None:
-    """Run a chapter's trainings before its notebook, which runs the same matrix and then only reads the
-    warm cache; nothing for chapters that train inside their notebook."""
+    """Compute one `Training` (by name): a chapter's trainings before its notebook, which runs the same
+    matrix and then only reads the warm cache; nothing for chapters that train inside their notebook."""
     from w2s_deception.config import get_config
     from w2s_deception.experiments import open_cache, run_rm_matrix
+    from w2s_deception.features import feature_entry
+    from w2s_deception.mitigations import bootstrap_runs, filter_runs
     from w2s_deception.preference import po_config, run_po_matrix
 
-    if name not in TRAINED_CHAPTERS:
-        return
-    if name == "reward_modeling":
+    if name.startswith("features "):
+        cfg = get_config(profile)
+        rung, split = name.removeprefix("features ").split("/")
+        feature_entry(cfg, rung, split, open_cache(cfg))
+    elif name == "reward_modeling":
         cfg = get_config(profile)
         run_rm_matrix(cfg, open_cache(cfg))
-    else:
+    elif name in ("simpo", "dpo"):
         cfg = po_config(profile)
         run_po_matrix(cfg, open_cache(cfg), name)
+    elif name == "mitigations":  # its notebook's SimPO students (the defaults of its parameters cell)
+        cfg = po_config(profile)
+        filter_runs(cfg, open_cache(cfg))
+        bootstrap_runs(cfg, open_cache(cfg))
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
@@ -270,7 +321,7 @@ def _report_training(name: str, error: str | None, seconds: float, threads: int)
     if error:
         print(f"{name}: training failed ({error}); executing the notebook to record the error", flush=True)
     else:
-        print(f"trained {name} [{seconds:.1f} s on {threads} threads]", flush=True)
+        print(f"trained {name} [{seconds:.1f} s on {threads} thread{'s' * (threads != 1)}]", flush=True)
 
 
 def _train_here(name: str, profile: str) -> tuple[str, str | None, float, int]:
@@ -313,6 +364,10 @@ def _train_in_process(name: str, profile: str, threads: int, passive: bool) -> t
 
     torch.set_num_threads(threads)
     sys.stderr = _NoTerminal(sys.stderr)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its loading/saving bars ignore isatty
+    hf_logging.set_verbosity_error()  # and its config warnings would repeat once per model loaded
     with _runs_logged_to_stderr(f"[{name}] "):
         return _train_here(name, profile)
 
@@ -329,24 +384,32 @@ def execute_all(root: Path, names: Sequence[str], profile: str) -> bool:
 
 
 def execute_side_by_side(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
-    """Train the chapters in `TRAINED_CHAPTERS` all at once, each in its own process on `TRAIN_THREADS`
-    threads, and execute each notebook, `jobs` at a time on `KERNEL_THREADS` threads each, as soon as the
-    trainings it reads are done (`NOTEBOOK_NEEDS`). The run cache's entry locks make a run that two
-    chapters share (a pre-trained rung, an SFT model) train once. Every run is computed on the same
-    thread count as one at a time, so the numbers are the same; the cores idle less. True when all
-    notebooks succeeded; a failing chapter stops none of the others."""
-    trained = [n for n in names if n in TRAINED_CHAPTERS]
-    passive = len(trained) * TRAIN_THREADS + jobs * KERNEL_THREADS > (os.cpu_count() or 1)
-    waiting, done, ok = list(names), set(), True
+    """Run the `side_by_side_trainings` each in its own process as soon as the trainings it needs are done
+    (the chapters' own at once, on `TRAIN_THREADS`), and execute each notebook, `jobs` at a time on
+    `KERNEL_THREADS` threads each, as soon as the trainings it reads are done (`NOTEBOOK_NEEDS`, and its
+    `AHEAD` runs). The run cache's entry locks make a run that two trainings share (a pre-trained rung, an
+    SFT model) train once. Every run is computed on the same thread count as one at a time, or on one
+    that cannot change it, so the numbers are the same; the cores idle less. True when all notebooks
+    succeeded; a failing chapter stops none of the others."""
+    trainings = side_by_side_trainings(names, profile)
+    scheduled = {t.name for t in trainings}
+    passive = sum(t.threads for t in trainings) + jobs * KERNEL_THREADS > (os.cpu_count() or 1)
+    pending, waiting, done, ok = list(trainings), list(names), set(), True
+
+    def reads(name: str) -> set[str]:
+        return (set(NOTEBOOK_NEEDS.get(name, TRAINED_CHAPTERS)) | ({name} if name in AHEAD else set())) & scheduled
+
     # trainers spawn (fresh interpreters, so that OpenMP reads their settings); papermill changes its
     # process's working directory while it runs, so each notebook gets its own process too
     with (_torch_threads(KERNEL_THREADS),
-          ProcessPoolExecutor(max(len(trained), 1), mp_context=multiprocessing.get_context("spawn")) as trainers,
+          ProcessPoolExecutor(max(len(trainings), 1), mp_context=multiprocessing.get_context("spawn")) as trainers,
           ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as kernels):
-        running: dict[Future, bool] = {trainers.submit(_train_in_process, name, profile, TRAIN_THREADS, passive): True
-                                       for name in trained}
-        while running or waiting:
-            for name in [n for n in waiting if set(NOTEBOOK_NEEDS.get(n, TRAINED_CHAPTERS)) & set(trained) <= done]:
+        running: dict[Future, bool] = {}
+        while running or waiting or pending:
+            for t in [t for t in pending if set(t.needs) <= done]:
+                pending.remove(t)
+                running[trainers.submit(_train_in_process, t.name, profile, t.threads, passive)] = True
+            for name in [n for n in waiting if reads(n) <= done]:
                 waiting.remove(name)
                 running[kernels.submit(_run_chapter, root, name, profile)] = False
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
