@@ -156,9 +156,10 @@ def side_by_side_trainings(names: Sequence[str], profile: str) -> list[Training]
 
     Besides the chapters' trainings: the features of the rungs not pre-trained here (SmolLM2 on `cpu`),
     one process per split from the start, on one thread. They are the reward models' longest runs; a
-    feature row does not depend on the thread count (checked bit for bit on a whole split), and two
-    one-thread processes compute 1.2x the tokens per second of one two-thread process (1,235 vs 1,014 here).
-    The reward-modeling training finds them computed, or waits for them (the run cache's entry locks)."""
+    feature row does not depend on the thread count (checked bit for bit on a whole split), and alone on
+    this machine two one-thread processes compute 1.2x the tokens per second of one two-thread process
+    (1,235 vs 1,014). The reward-modeling training finds them computed, or waits for them (the run cache's
+    entry locks)."""
     out = [Training(n, TRAIN_THREADS) for n in names if n in TRAINED_CHAPTERS]
     if "reward_modeling" in names:
         out += [Training(f"features {rung}/{split}", KERNEL_THREADS) for rung, split in _features_ahead(profile)]
@@ -180,7 +181,8 @@ def _features_ahead(profile: str) -> list[tuple[str, str]]:
 
 def prepare_chapter(name: str, profile: str) -> None:
     """Compute one `Training` (by name): a chapter's trainings before its notebook, which runs the same
-    matrix and then only reads the warm cache; nothing for chapters that train inside their notebook."""
+    calls and then only reads the warm cache (for mitigations, its SimPO students); nothing for any
+    other name."""
     from w2s_deception.config import get_config
     from w2s_deception.experiments import open_cache, run_rm_matrix
     from w2s_deception.features import feature_entry
