@@ -171,12 +171,12 @@ def side_by_side_trainings(names: Sequence[str], profile: str) -> list[Training]
 def _features_ahead(profile: str) -> list[tuple[str, str]]:
     """(rung, split) of the reward-modeling chapter's features on rungs not pre-trained here, largest split first."""
     from w2s_deception.config import get_config
+    from w2s_deception.experiments import HARMLESS
 
     cfg = get_config(profile)
     if cfg.finetune != "head":
         return []
-    return [(r, split) for r in cfg.rungs if cfg.rung(r).source != "scratch"
-            for split in ("helpful", "train_gt", "train_w2s", "test")]
+    return [(r, split) for r in cfg.rungs if cfg.rung(r).source != "scratch" for split in ("helpful", *HARMLESS)]
 
 
 def prepare_chapter(name: str, profile: str) -> None:
@@ -201,8 +201,9 @@ def prepare_chapter(name: str, profile: str) -> None:
         run_po_matrix(cfg, open_cache(cfg), name)
     elif name == "mitigations":  # its notebook's SimPO students (the defaults of its parameters cell)
         cfg = po_config(profile)
-        filter_runs(cfg, open_cache(cfg))
-        bootstrap_runs(cfg, open_cache(cfg))
+        cache = open_cache(cfg)
+        filter_runs(cfg, cache)
+        bootstrap_runs(cfg, cache)
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
@@ -319,7 +320,7 @@ def _report(name: str, error: str | None, seconds: float) -> bool:
 
 
 def _report_training(name: str, error: str | None, seconds: float, threads: int) -> None:
-    """Print one chapter's training outcome (a failure is recorded by its notebook, which meets it again)."""
+    """Print one training's outcome (a failure is recorded by the notebook that reads it, which meets it again)."""
     if error:
         print(f"{name}: training failed ({error}); executing the notebook to record the error", flush=True)
     else:
