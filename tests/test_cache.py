@@ -116,6 +116,26 @@ def test_get_or_compute_computes_once(tmp_path: Path) -> None:
         first.file("missing.bin")
 
 
+def test_record_keeps_cpu_seconds_apart_from_wall_seconds(tmp_path: Path) -> None:
+    """A compute that sleeps costs wall time but no CPU; one that spins costs both."""
+    cache = RunCache(tmp_path)
+
+    def waiting(tmpdir: Path) -> tuple[pd.DataFrame, dict]:
+        time.sleep(0.3)
+        return pd.DataFrame({"a": [1]}), {}
+
+    def spinning(tmpdir: Path) -> tuple[pd.DataFrame, dict]:
+        end = time.process_time() + 0.3
+        while time.process_time() < end:
+            pass
+        return pd.DataFrame({"a": [1]}), {}
+
+    slept = cache.get_or_compute("rm", {"x": "sleep"}, waiting).record
+    spun = cache.get_or_compute("rm", {"x": "spin"}, spinning).record
+    assert slept["wall_seconds"] >= 0.3 and slept["cpu_seconds"] < 0.15
+    assert spun["cpu_seconds"] >= 0.3
+
+
 def test_crash_in_compute_leaves_nothing(tmp_path: Path) -> None:
     cache = RunCache(tmp_path)
 
@@ -135,6 +155,8 @@ def test_reserved_record_key_rejected(tmp_path: Path) -> None:
     cache = RunCache(tmp_path)
     with pytest.raises(CacheError, match="reserved"):
         cache.get_or_compute("rm", SPEC, lambda tmpdir: (pd.DataFrame({"a": [1]}), {"files": {}}))
+    with pytest.raises(CacheError, match="reserved"):
+        cache.get_or_compute("rm", SPEC, lambda tmpdir: (pd.DataFrame({"a": [1]}), {"cpu_seconds": 1.0}))
     assert entries_and_temp_folders(tmp_path / "rm") == []
 
 
@@ -218,7 +240,8 @@ def test_list_entries(tmp_path: Path) -> None:
     cache.get_or_compute("rm", SPEC, Counter())
     cache.get_or_compute("simpo", {**SPEC, "seed": 1}, Counter())
     table = list_entries(tmp_path)
-    assert table.columns.tolist() == ["kind", "key", "created", "wall_seconds", "n_rows", "ok"]
+    assert table.columns.tolist() == ["kind", "key", "created", "wall_seconds", "cpu_seconds", "n_rows", "ok"]
+    assert (table["cpu_seconds"] >= 0).all()
     assert table["kind"].tolist() == ["rm", "simpo"]
     assert table["n_rows"].tolist() == [3, 3] and table["ok"].all()
 
