@@ -10,6 +10,7 @@ import torch
 from w2s_deception import experiments as E
 from w2s_deception.cache import RunCache
 from w2s_deception.config import ConfigError, get_config
+from w2s_deception.ladder import describe, pretrain_entry
 from w2s_deception.results import confidences
 from w2s_deception.train import PairExamples
 
@@ -108,3 +109,13 @@ def test_head_margins_do_not_depend_on_a_feature_dimensions_units(cfg, monkeypat
         return res["margin"].to_numpy()
 
     np.testing.assert_allclose(margins(stretched), margins(feats), rtol=1e-4, atol=1e-5)
+
+
+def test_ladder_table_reports_pretraining_cpu_minutes(cfg, cache):
+    """The ladder table's cost column is the pre-training record's CPU time, which does not count
+    other processes sharing the cores (wall time does)."""
+    table = describe(cfg, cache).set_index("rung")
+    for name in cfg.rungs:
+        record = pretrain_entry(cfg, cfg.rung(name), cache).record
+        assert record["cpu_seconds"] > 0
+        assert table.loc[name, "pretrain_cpu_min"] == record["cpu_seconds"] / 60
