@@ -565,5 +565,6 @@ def test_a_build_log_shows_one_line_per_computed_run_and_nothing_after(tmp_path:
         cache.get_or_compute("rm", {"run": 1}, compute)  # cached: no line
     cache.get_or_compute("rm", {"run": 2}, compute)  # after the build: quiet again
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and re.fullmatch(r"\d\d:\d\d:\d\d rm entry [0-9a-f]{12} computed in \d+\.\d s \(\d+\.\d CPU-s\)", lines[0])
+    line = r"\d\d:\d\d:\d\d rm entry [0-9a-f]{12} computed in \d+\.\d s \(\d+\.\d CPU-s\)"
+    assert len(lines) == 1 and re.fullmatch(line, lines[0])
     assert (list(log.handlers), log.level) == before
