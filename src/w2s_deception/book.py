@@ -36,7 +36,10 @@ VERDICTS_START, VERDICTS_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->
 # Torch threads of the build's trainings, fixed rather than taken from the machine's core count:
 # CPU float sums depend on the thread count (the README says by how much), so with these any
 # machine with the same torch build and instruction set reproduces the book's numbers bit for bit.
-TRAIN_THREADS = 2  # the reward-modeling, SimPO and DPO trainings run before the notebooks
+# One thread each: the build keeps both cores busy with processes, and a second thread costs CPU time
+# (measured alone here: `nano`'s pre-training 37.8 CPU-s on two threads against 32.9 on one; a `micro`
+# SFT + SimPO run 37.5 against 29.5), which side by side is time taken from the other processes.
+TRAIN_THREADS = 1  # the reward-modeling, SimPO and DPO trainings run before the notebooks
 KERNEL_THREADS = 1  # each notebook kernel, and the trainings inside it
 
 
