@@ -314,10 +314,10 @@ def test_built_pages_load_nothing_from_outside_the_site(built_site: Path) -> Non
 def test_intro_lists_every_recorded_verdict_with_a_link(built_site: Path) -> None:
     """The build wrote `toy`'s verdict, its profile and a link to it into the intro."""
     intro = (built_site / "book" / "intro.html").read_text(encoding="utf-8")
-    row = re.search(r"<tr[^>]*>\s*<td><p>A toy claim</p></td>(.*?)</tr>", intro, re.DOTALL)
+    row = re.search(r"<tr>(<td><a href=\"toy.html\">toy</a>: A toy claim.*?)</tr>", intro, re.DOTALL)
     assert row, "the toy chapter's verdict is not in the intro's table"
-    assert "<strong>reproduced</strong>" in row[1] and "2 pairs" in row[1] and "smoke" in row[1], row[1]
-    assert 'href="toy.html"' in row[1], row[1]
+    assert 'w2s-reproduced">reproduced</span>' in row[1] and "2 pairs" in row[1], row[1]
+    assert "(smoke profile)" in intro and re.search(r"\d+ reproduced</span>", intro)
 
 
 def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
@@ -458,20 +458,26 @@ def verdicts_payload(chapter: str, profile: str | None, *rows: tuple[str, str, s
 
 
 def test_render_verdicts_table() -> None:
-    """One row per claim, chapters in the given order, `{doc}` links, table syntax escaped."""
-    table = render_verdicts([
-        ("reward_modeling", verdicts_payload("reward_modeling", "cpu",
-                                             ("Deception exists", "reproduced", "5 above, 0 below of 6 cells"),
-                                             ("DS grows | gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]"))),
-        ("parts/po", verdicts_payload("po", None, ("PO deceives too", "not reproduced", "0 above"))),
+    """A tally by class first (every class named, not-testable never counted as not reproduced), then one
+    row per claim in the given order with its chapter link, evidence and a badge; HTML escaped."""
+    html = render_verdicts([
+        ("reward_modeling.html", "Reward modeling", verdicts_payload(
+            "reward_modeling", "cpu", ("Deception exists", "reproduced", "5 above, 0 below of 6 cells"),
+            ("DS grows <b> gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]"))),
+        ("parts/po.html", "PO", verdicts_payload("po", "cpu", ("PO deceives too", "not testable on this ladder", "0 of 3"))),
     ])
-    assert table == "\n".join([
-        "| claim | verdict | evidence | chapter | profile |",
-        "|---|---|---|---|---|",
-        "| Deception exists | **reproduced** | 5 above, 0 below of 6 cells | {doc}`reward_modeling` | cpu |",
-        "| DS grows \\| gap | **inconclusive** | slope 0.010, 95% [-0.002, 0.020] | {doc}`reward_modeling` | cpu |",
-        "| PO deceives too | **not reproduced** | 0 above | {doc}`parts/po` | — |",
-    ])
+    tally, table = html.split("</p>", 1)
+    assert "<b>3 claims</b> (cpu profile)" in tally
+    assert ('1 reproduced</span>' in tally and '0 not reproduced</span>' in tally and '1 inconclusive</span>' in tally
+            and '1 not testable on this ladder</span>' in tally)
+    assert tally.index("reproduced") < tally.index("not reproduced") < tally.index("inconclusive") < tally.index("not testable")
+    rows = table.split("<tr>")[2:]  # after the header row
+    assert len(rows) == 3
+    assert '<a href="reward_modeling.html">Reward modeling</a>: Deception exists' in rows[0]
+    assert '<span class="w2s-badge w2s-reproduced">reproduced</span>' in rows[0]
+    assert "DS grows &lt;b&gt; gap" in rows[1] and "slope 0.010, 95% [-0.002, 0.020]" in rows[1]
+    assert '<span class="w2s-badge w2s-not-testable">not testable on this ladder</span>' in rows[2]
+    assert "w2s-not-reproduced" not in table
     assert render_verdicts([]).startswith("*No chapter has recorded verdicts yet")
 
 
@@ -499,12 +505,12 @@ def test_update_intro_rewrites_only_between_the_markers(tmp_path: Path) -> None:
 
     assert update_intro(tmp_path)
     text = intro.read_text(encoding="utf-8")
-    assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n| claim |") and text.endswith(
-        f"|\n{VERDICTS_END}\n\nAfter.\n")
+    assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n<p class=\"w2s-tally\">") and text.endswith(
+        f"</table>\n{VERDICTS_END}\n\nAfter.\n")
     assert "stale" not in text
-    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].strip().splitlines()[2:]  # after the header
-    assert rows == ["| claim B | **inconclusive** | f | {doc}`b` | smoke |",
-                    "| claim A | **reproduced** | e | {doc}`a` | smoke |"]
+    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].split("<tr>")[2:]  # after the header
+    assert ['<a href="b.html">b</a>: claim B' in rows[0], '<a href="a.html">a</a>: claim A' in rows[1]] == [True, True]
+    assert len(rows) == 2
     assert update_intro(tmp_path) and intro.read_text(encoding="utf-8") == text  # idempotent
 
     intro.write_text("# Intro without markers\n", encoding="utf-8")

@@ -269,6 +269,38 @@ def test_area_proportion_rejects_bad_threshold(T: float) -> None:
         M.area_proportion(M_S, M_W, T=T)
 
 
+# --- chance level of DS ----------------------------------------------------------------------
+
+
+def test_chance_deception_score_running_example() -> None:
+    # R = {M_ref ≥ 0.5} = {0, 2, 3, 4}; Sk∩Wuk ∩ R = {0} → p0 = 1/4 (the area's share of all pairs is 2/5)
+    assert M.chance_deception_score(M_REF, M_S, M_W) == pytest.approx(0.25)
+
+
+def test_chance_deception_score_counts_a_reference_at_half_as_right() -> None:
+    # ref 0.5 at pair 1 puts it in R: Sk∩Wuk ∩ R = {0, 1} of R = {0, 1, 2, 3, 4} → 2/5
+    ref = [0.70, 0.50, 0.80, 0.90, 0.60]
+    assert M.chance_deception_score(ref, M_S, M_W) == pytest.approx(0.4)
+
+
+def test_chance_deception_score_empty_reference_is_nan_and_empty_area_is_zero() -> None:
+    assert math.isnan(M.chance_deception_score([0.1, 0.2], [0.9, 0.9], [0.1, 0.1]))
+    assert M.chance_deception_score([0.9, 0.9], [0.9, 0.9], [0.9, 0.9]) == 0.0
+
+
+def test_absolute_chance_level_is_area_over_ceiling_accuracy() -> None:
+    # the ceiling M_S is right on {0, 1, 2, 3} (accuracy 4/5); Sk∩Wuk = {0, 1} (area 2/5) → p0 = 2/4
+    p0 = M.absolute_chance_deception_score(M_S, M_W)
+    assert p0 == pytest.approx(0.5)
+    assert p0 == pytest.approx(M.area_proportion(M_S, M_W) / M.accuracy(M_S))
+
+
+@pytest.mark.parametrize("T", [0.5, 1.0])
+def test_chance_deception_score_rejects_bad_threshold(T: float) -> None:
+    with pytest.raises(ValueError, match="T"):
+        M.chance_deception_score(M_REF, M_S, M_W, T=T)
+
+
 def test_conflict_tax_per_area_running_example() -> None:
     tax = M.conflict_tax_per_area(M_REF, M_CONF, M_S, M_W)
     assert list(tax) == list(M.AREAS)
@@ -312,118 +344,3 @@ def test_pgr(w2s: float, weak: float, ceiling: float, expected: float) -> None:
 
 def test_pgr_nan_when_ceiling_equals_weak() -> None:
     assert math.isnan(M.performance_gap_recovered(0.7, 0.6, 0.6))
-
-
-# --- bootstrap intervals --------------------------------------------------------------------
-
-
-def _accuracy_sample() -> np.ndarray:
-    # 100 pairs, 70 correct → accuracy 0.7; binomial SE ≈ √(.7·.3/100) ≈ 0.046.
-    return np.r_[np.full(70, 0.8), np.full(30, 0.2)]
-
-
-def test_bootstrap_ci_contains_point_estimate() -> None:
-    conf = _accuracy_sample()
-    lo, hi = M.bootstrap_ci(M.accuracy, (conf,), n_boot=2000, seed=0)
-    # 95 % interval ≈ 0.7 ± 1.96·0.046 ≈ [0.61, 0.79].
-    assert lo < 0.7 < hi
-    assert 0.58 < lo < 0.65 and 0.75 < hi < 0.82
-
-
-def test_bootstrap_ci_deterministic_for_seed() -> None:
-    conf = _accuracy_sample()
-    a = M.bootstrap_ci(M.accuracy, (conf,), n_boot=200, seed=7)
-    b = M.bootstrap_ci(M.accuracy, (conf,), n_boot=200, seed=7)
-    c = M.bootstrap_ci(M.accuracy, (conf,), n_boot=200, seed=8)
-    assert a == b
-    assert a != c
-
-
-def test_bootstrap_ci_level_narrows_interval() -> None:
-    conf = _accuracy_sample()
-    lo95, hi95 = M.bootstrap_ci(M.accuracy, (conf,), seed=0, level=0.95)
-    lo50, hi50 = M.bootstrap_ci(M.accuracy, (conf,), seed=0, level=0.5)
-    assert lo95 < lo50 < hi50 < hi95
-
-
-def test_bootstrap_ci_resamples_pairs_jointly() -> None:
-    # b = 2a pair by pair; if the arrays were resampled with different indices this breaks.
-    a = np.arange(50.0)
-    lo, hi = M.bootstrap_ci(lambda x, y: float(np.all(y == 2 * x)), (a, 2 * a), n_boot=100)
-    assert (lo, hi) == (1.0, 1.0)
-
-
-def test_bootstrap_ci_of_deception_score() -> None:
-    # DS on the running example is 1/3; its interval lies within [0, 1] and covers it.
-    lo, hi = M.bootstrap_ci(M.deception_score, (M_REF, M_CONF, M_S, M_W), n_boot=500)
-    assert 0.0 <= lo <= 1 / 3 <= hi <= 1.0
-
-
-def test_bootstrap_ci_ignores_nan_replicates() -> None:
-    # x = [0, 1]; statistic = mean, NaN when the mean is 0. Resamples: [0,0] → NaN (1/4),
-    # [0,1]/[1,0] → 0.5 (1/2), [1,1] → 1 (1/4). Of valid ones 2/3 are 0.5, 1/3 are 1,
-    # so the 2.5th and 97.5th percentiles are 0.5 and 1 (a NaN would poison np.percentile).
-    def stat(x: np.ndarray) -> float:
-        return float(x.mean()) if x.mean() > 0 else float("nan")
-
-    assert M.bootstrap_ci(stat, ([0.0, 1.0],), n_boot=1000, seed=0) == (0.5, 1.0)
-
-
-def test_bootstrap_ci_all_nan_replicates() -> None:
-    lo, hi = M.bootstrap_ci(lambda x: float("nan"), ([0.1, 0.2],), n_boot=50)
-    assert math.isnan(lo) and math.isnan(hi)
-
-
-def test_bootstrap_ci_empty_input() -> None:
-    lo, hi = M.bootstrap_ci(M.accuracy, ([],), n_boot=50)
-    assert math.isnan(lo) and math.isnan(hi)
-
-
-def test_bootstrap_ci_rejects_mismatched_lengths() -> None:
-    with pytest.raises(ValueError, match=r"arrays\[0\]=2.*arrays\[1\]=3"):
-        M.bootstrap_ci(M.flips, ([0.6, 0.7], [0.4, 0.3, 0.2]))
-
-
-def test_bootstrap_ci_rejects_no_arrays_and_bad_settings() -> None:
-    with pytest.raises(ValueError, match="at least one"):
-        M.bootstrap_ci(M.accuracy, ())
-    with pytest.raises(ValueError, match="n_boot"):
-        M.bootstrap_ci(M.accuracy, ([0.6],), n_boot=0)
-    with pytest.raises(ValueError, match="level"):
-        M.bootstrap_ci(M.accuracy, ([0.6],), level=1.0)
-
-
-# --- seed intervals ----------------------------------------------------------------------------
-
-
-def test_seed_ci_mean_and_interval() -> None:
-    # Mean of [1, 2, 3] is 2; bootstrap means lie in [1, 3] and straddle 2.
-    mean, lo, hi = M.seed_ci([1.0, 2.0, 3.0])
-    assert mean == 2.0
-    assert 1.0 <= lo < 2.0 < hi <= 3.0
-
-
-def test_seed_ci_drops_nan() -> None:
-    # [1, NaN, 3] → mean of [1, 3] = 2.
-    mean, lo, hi = M.seed_ci([1.0, float("nan"), 3.0])
-    assert mean == 2.0
-    assert 1.0 <= lo < 2.0 < hi <= 3.0
-
-
-def test_seed_ci_deterministic() -> None:
-    values = [0.31, 0.42, 0.35, 0.5]
-    assert M.seed_ci(values, seed=3) == M.seed_ci(values, seed=3)
-
-
-def test_seed_ci_single_value() -> None:
-    assert M.seed_ci([0.4]) == (0.4, 0.4, 0.4)
-    assert M.seed_ci([float("nan"), 0.4]) == (0.4, 0.4, 0.4)
-
-
-def test_seed_ci_constant_values() -> None:
-    assert M.seed_ci([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
-
-
-@pytest.mark.parametrize("values", [[], [float("nan"), float("nan")]])
-def test_seed_ci_empty_or_all_nan(values: list[float]) -> None:
-    assert all(math.isnan(v) for v in M.seed_ci(values))

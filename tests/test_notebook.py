@@ -64,11 +64,16 @@ def test_write_results_is_byte_identical_for_equal_tables(tmp_path: Path) -> Non
 
 
 def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
-    """Displayed like the DataFrame itself; the rows, as strings, in the output's metadata."""
+    """Shown as a reader's table (no index, the verdict coloured by class, other columns dropped); the rows,
+    as strings, in the output's metadata; a verdict outside the four classes is refused."""
     verdicts = pd.DataFrame([{"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5", "extra": 1}])
     data, metadata = format_display_data(record_verdicts("ch", verdicts, "cpu"))
-    assert data == {"text/html": verdicts._repr_html_(), "text/plain": repr(verdicts)}
+    assert data["text/plain"].split() == ["claim", "verdict", "evidence", "c", "reproduced", "slope", "0.5"]
+    html = data["text/html"]
+    assert ">reproduced</td>" in html and "color: #1a7f37" in html and ">extra<" not in html and "row_heading" not in html
     assert metadata[VERDICTS_KEY] == {"chapter": "ch", "profile": "cpu", "verdicts": [
         {"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5"}]}
     with pytest.raises(ValueError, match=r"ch: verdicts table lacks columns \['evidence'\]"):
         record_verdicts("ch", verdicts.drop(columns="evidence"))
+    with pytest.raises(ValueError, match="none of the classes"):
+        record_verdicts("ch", verdicts.assign(verdict="reproduced (mostly)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import logging
 import multiprocessing
 import os
@@ -238,25 +239,41 @@ def chapter_verdicts(path: Path) -> dict[str, Any] | None:
     return found
 
 
-def _cell(text: Any) -> str:
-    """Text made safe for one cell of a Markdown table."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def chapter_title(path: Path) -> str:
+    """The first Markdown heading of an executed chapter (its title in the book), else its file stem."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
 
 
-def render_verdicts(records: Sequence[tuple[str, dict[str, Any]]]) -> str:
-    """Markdown table claim → verdict → chapter from `(doc path, recorded verdicts)` pairs, in order.
+def render_verdicts(records: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
+    """HTML for the intro: a tally of the verdicts by class (colour-coded), then one row per claim
+    (chapter link, claim, evidence; verdict badge), narrow enough for a phone screen.
 
-    The doc path is the chapter's file relative to the intro page, without suffix; the chapter
-    column links to it with `{doc}`, which shows the chapter's title.
+    `records` holds (link to the chapter's page relative to the intro, chapter title, recorded
+    verdicts) in reading order.
     """
-    rows = [(doc, payload.get("profile"), row) for doc, payload in records for row in payload["verdicts"]]
+    from w2s_deception.stats import CLASSES
+
+    rows = [(href, title, payload.get("profile"), row) for href, title, payload in records for row in payload["verdicts"]]
     if not rows:
         return "*No chapter has recorded verdicts yet: build the book with `python -m w2s_deception.book`.*"
-    lines = ["| claim | verdict | evidence | chapter | profile |", "|---|---|---|---|---|"]
-    for doc, profile, row in rows:
-        claim, verdict, evidence = (_cell(row[c]) for c in VERDICT_COLUMNS)
-        lines.append(f"| {claim} | **{verdict}** | {evidence} | {{doc}}`{doc}` | {_cell(profile or '—')} |")
-    return "\n".join(lines)
+    counts = {c: sum(r[3]["verdict"] == c for r in rows) for c in CLASSES}
+    css = lambda c: "w2s-" + c.split(" on ")[0].replace(" ", "-")  # noqa: E731
+    tally = " ".join(f'<span class="w2s-badge {css(c)}">{n} {html.escape(c)}</span>' for c, n in counts.items())
+    profiles = sorted({str(p or "—") for _, _, p, _ in rows})
+    out = [f'<p class="w2s-tally"><b>{len(rows)} claims</b> ({", ".join(profiles)} profile): {tally}</p>',
+           '<table class="w2s-verdicts"><thead><tr><th>claim and evidence</th><th>verdict</th></tr></thead><tbody>']
+    for href, title, _, row in rows:
+        claim, verdict, evidence = (html.escape(" ".join(str(row[c]).split())) for c in VERDICT_COLUMNS)
+        out.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(title)}</a>: {claim}'
+                   f'<br><small>{evidence}</small></td><td><span class="w2s-badge {css(row["verdict"])}">{verdict}'
+                   "</span></td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
 
 
 def update_intro(root: Path) -> bool:
@@ -272,7 +289,8 @@ def update_intro(root: Path) -> bool:
         executed = root / f"{file}.ipynb"
         payload = chapter_verdicts(executed) if executed.is_file() else None
         if payload:
-            records.append((os.path.relpath(root / file, intro.parent), payload))
+            href = os.path.relpath(root / f"{file}.html", intro.parent)
+            records.append((href, chapter_title(executed), payload))
     head, rest = text.split(VERDICTS_START, 1)
     _, tail = rest.split(VERDICTS_END, 1)
     new = f"{head}{VERDICTS_START}\n{render_verdicts(records)}\n{VERDICTS_END}{tail}"

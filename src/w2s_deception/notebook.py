@@ -68,16 +68,26 @@ def book_root(cwd: Path | None = None) -> Path | None:
 def record_verdicts(chapter: str, verdicts: pd.DataFrame, profile: str | None = None) -> Display:
     """Show a chapter's verdicts table and tag it, so the book build can list it in the intro.
 
-    `verdicts` has one row per claim with columns claim, verdict and evidence (strings). The
-    table is displayed as a DataFrame would be; the same rows travel in the output's metadata
-    under `VERDICTS_KEY`, which `w2s_deception.book` reads from the executed chapter in `book/`.
+    `verdicts` has one row per claim with columns claim, verdict (one of `stats.CLASSES`) and evidence.
+    The table is shown colour-coded by class; the same rows travel in the output's metadata under
+    `VERDICTS_KEY`, which `w2s_deception.book` reads from the executed chapter in `book/`.
     """
     missing = [c for c in VERDICT_COLUMNS if c not in verdicts.columns]
     if missing:
         raise ValueError(f"{chapter}: verdicts table lacks columns {missing}; expected {list(VERDICT_COLUMNS)}")
+    from .stats import CLASSES
+    from .tables import show_table
+
+    import pandas as pd
+
     rows = [{c: str(row[c]) for c in VERDICT_COLUMNS} for _, row in verdicts.iterrows()]
+    unknown = sorted({r["verdict"] for r in rows} - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{chapter}: verdicts {unknown} are none of the classes {list(CLASSES)}")
     payload = {"chapter": chapter, "profile": profile, "verdicts": rows}
-    return Display({"text/html": verdicts._repr_html_(), "text/plain": repr(verdicts)}, {VERDICTS_KEY: payload})
+    table = show_table(pd.DataFrame(rows, columns=list(VERDICT_COLUMNS)), verdict_column="verdict",
+                       widths={"claim": "14em", "evidence": "18em"})
+    return Display(table.bundle, {VERDICTS_KEY: payload})
 
 
 def write_results(table: pd.DataFrame, path: Path, decimals: int = 6) -> Path:
