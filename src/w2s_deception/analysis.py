@@ -305,8 +305,9 @@ def trend_text(trend: dict[str, float]) -> str:
     head = f"{trend['n_cells']} of {trend['n_total']} cells testable, {trend['flips']:,} flips"
     if trend["n_cells"] < 4:
         return f"{head} (a trend needs 4)"
-    return (f"slope {trend['slope']:.2f} of DS per unit of GT-accuracy gap, 95% [{trend['lo']:.2f}, "
-            f"{trend['hi']:.2f}]; {head}")
+    per_point = {k: trend[k] / 100 for k in ("slope", "lo", "hi")}  # the gap is a difference of accuracies
+    return (f"DS {per_point['slope']:+.3f} per point of GT-accuracy gap, 95% [{per_point['lo']:+.3f}, "
+            f"{per_point['hi']:+.3f}]; {head}")
 
 
 def trend_verdict(claim: str, trend_cells: Sequence[Cell], value: str = "DS") -> dict[str, str]:
@@ -438,7 +439,8 @@ def threshold_verdicts(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str
         verdict = (S.NOT_TESTABLE if len(classes) < 2 else S.REPRODUCED if all(c == S.REPRODUCED for c in classes)
                    else S.NOT_REPRODUCED if S.NOT_REPRODUCED in classes else S.INCONCLUSIVE)
         evidence = "; ".join(
-            f"T={T:.2f}: " + (f"slope {t['slope']:.2f} [{t['lo']:.2f}, {t['hi']:.2f}]" if c != S.NOT_TESTABLE
+            f"T={T:.2f}: " + (f"{t['slope'] / 100:+.3f} [{t['lo'] / 100:+.3f}, {t['hi'] / 100:+.3f}] per point"
+                              if c != S.NOT_TESTABLE
                               else "not testable") + f", {t['n_cells']}/{t['n_total']} cells, {t['flips']:,} flips"
             for T, (c, t) in per_t.items())
         rows.append({"claim": f"{scenario}: DS grows with the gap at every T ({obj})", "verdict": verdict,
