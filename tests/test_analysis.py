@@ -339,3 +339,24 @@ def test_route_table_pairs_each_route_with_its_own_reference():
 def test_tally_classes():
     assert A.tally_classes(["reproduced", "not testable on this ladder", "reproduced"]) == {
         "reproduced": 2, "not reproduced": 0, "inconclusive": 0, "not testable on this ladder": 1}
+
+
+def test_family_pairs():
+    family = {"a": "scratch", "b": "scratch", "s": "real", "g": "real"}
+    pairs = [("a", "b"), ("a", "s"), ("b", "g"), ("s", "g")]
+    assert A.family_pairs(pairs, family) == {"within the scratch family": [("a", "b")],
+                                             "within the real models": [("s", "g")],
+                                             "across families (scratch → real)": [("a", "s"), ("b", "g")]}
+    assert A.family_pairs([("a", "b")], family) == {"within the scratch family": [("a", "b")]}
+
+
+def test_group_table_by_hand():
+    # one seed, pairs 0-3; groups easy (0, 1) and hard (2, 3); rung r: 0.9, 0.6, 0.4, 0.8
+    frame = _long({("gt", "r", "r"): [0.9, 0.6, 0.4, 0.8]})
+    groups = pd.Series(["easy", "easy", "hard", "hard"], index=[0, 1, 2, 3])
+    t = A.group_table(frame, ["r"], groups, T).set_index("group")
+    assert t.loc["easy", "accuracy"] == 1.0 and t.loc["easy", "known_share"] == 0.5
+    assert t.loc["hard", "accuracy"] == 0.5 and t.loc["hard", "known_share"] == 0.5
+    assert (t["pairs"] == 2).all()
+    with pytest.raises(ValueError, match="groups label 3 pairs"):
+        A.group_table(frame, ["r"], groups.iloc[:3], T)

@@ -1,7 +1,8 @@
 """The book build (`w2s_deception.book`) on a throwaway repo root with tiny chapters.
 
 `good` prints something derived from its `profile` parameter; `bad` raises; `toy` draws a chart,
-links its results and records a verdict. `book.prepare_chapter` trains nothing for any of them.
+links its results and records a verdict. No training is declared for any of them
+(`w2s_deception.trainings`), so the workflow runs their notebooks at once.
 The HTML is built once (the slow part), for the real book plus `good` and `toy`, and every page
 is opened in headless Chromium.
 """
@@ -9,6 +10,7 @@ is opened in headless Chromium.
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import logging
 import os
@@ -32,7 +34,6 @@ from w2s_deception.book import (
     VERDICTS_END,
     VERDICTS_START,
     ChapterError,
-    _runs_logged_to_stderr,
     check_parameters,
     main,
     render_verdicts,
@@ -40,6 +41,7 @@ from w2s_deception.book import (
     update_intro,
 )
 from w2s_deception.cache import RunCache
+from w2s_deception.trainings import runs_logged
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,9 +87,13 @@ def make_root(root: Path, chapters: list[str]) -> Path:
     """A repo root with the real `_config.yml`, a toc of `chapters`, and notebooks good and bad."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    shutil.copy(REPO / "references.bib", root / "references.bib")  # bibtex_bibfiles in _config.yml
     mathjax = REPO / "book" / "_static" / "mathjax"  # vendored, as in the real repo
     if mathjax.is_dir():
         shutil.copytree(mathjax, root / "book" / "_static" / "mathjax")
+    for name in ("w2s.css",):  # the book's stylesheet (html_css_files in _config.yml)
+        shutil.copy(REPO / "book" / "_static" / name, root / "book" / "_static" / name)
+    shutil.copytree(REPO / "book" / "_ext", root / "book" / "_ext")  # sphinx.local_extensions in _config.yml
     toc = "format: jb-book\nroot: book/intro\nchapters:\n" + "".join(
         f"  - file: book/{name}\n" for name in chapters
     )
@@ -111,83 +117,24 @@ def outputs_text(path: Path) -> str:
     return "\n".join(parts)
 
 
-MARK = 'import os, pathlib, time\npathlib.Path(os.environ["W2S_TEST_MARKS"], "started-{}").write_text(str(time.time()))'
-
-
-def waiting_training(name: str, profile: str, threads: int, passive: bool) -> tuple[str, None, float, int]:
-    """A trainer (run in a spawned process) that marks when it began, finishes only once `reads_nothing`
-    has started (or after two minutes) and a few more seconds have passed (more than a queued notebook
-    takes to start), then marks when it finished."""
-    marks = Path(os.environ["W2S_TEST_MARKS"])
-    (marks / f"begun-{name}").write_text(str(time.time()))
-    deadline = time.monotonic() + 120
-    while not (marks / "started-reads_nothing").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(6 if name == "ahead" else 2)
-    (marks / f"trained-{name}").write_text(str(time.time()))
-    return name, None, 0.0, threads
-
-
-def test_side_by_side_build_starts_each_notebook_once_the_trainings_it_reads_are_done(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--jobs 2: a notebook that reads no training runs while the trainings do; one that reads them
-    waits for them (a kernel that computed a run before its trainer would train it on other threads).
-    Runs computed ahead for a notebook (`AHEAD`) start only after the trainings they need, and their
-    notebook waits for them too."""
-    from w2s_deception import book
-
-    root = make_root(tmp_path, ["slow", "reads_slow", "reads_nothing", "ahead"])
-    for name in ("slow", "reads_slow", "reads_nothing", "ahead"):
-        notebook(root / "notebooks" / f"{name}.ipynb", MARK.format(name))
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("W2S_TEST_MARKS", str(marks))
-    monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("slow",))
-    monkeypatch.setattr(book, "NOTEBOOK_NEEDS", {"reads_nothing": ()})
-    monkeypatch.setattr(book, "AHEAD", {"ahead": ("slow",)})
-    monkeypatch.setattr(book, "_train_in_process", waiting_training)
-    assert main(["--profile", "smoke", "--skip-html", "--jobs", "2"], root=root) == 0
-    at = {p.name: float(p.read_text()) for p in marks.iterdir()}
-    assert at["started-reads_nothing"] < at["trained-slow"] < min(at["started-slow"], at["started-reads_slow"])
-    assert at["trained-slow"] < at["begun-ahead"] < at["trained-ahead"] < at["started-ahead"]
-
-
-def test_side_by_side_trainings_compute_smollm2_features_ahead_on_one_thread() -> None:
-    """cpu: the chapters train on TRAIN_THREADS; SmolLM2's four feature splits (rows that do not depend on
-    the thread count) each get a one-thread process; the mitigations chapter's SimPO students wait for
-    SimPO's teachers. smoke has no rung that is not pre-trained here."""
-    from w2s_deception import book
-    from w2s_deception.book import Training
-
-    names = ["reward_modeling", "simpo", "dpo", "llama", "mitigations"]
-    assert book.side_by_side_trainings(names, "cpu") == [
-        Training("reward_modeling", book.TRAIN_THREADS), Training("simpo", book.TRAIN_THREADS),
-        Training("dpo", book.TRAIN_THREADS),
-        *(Training(f"features smol/{split}", 1) for split in ("helpful", "train_gt", "train_w2s", "test")),
-        Training("mitigations", book.KERNEL_THREADS, ("simpo",))]
-    assert [t.name for t in book.side_by_side_trainings(names, "smoke")] == ["reward_modeling", "simpo", "dpo",
-                                                                              "mitigations"]
-    assert book.side_by_side_trainings(["mitigations"], "cpu") == [Training("mitigations", book.KERNEL_THREADS)]
-
-
-def test_failing_chapter_stops_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A raising chapter: non-zero exit, a message naming it, the error kept in book/, no HTML."""
+def test_failing_chapter_stops_the_build(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A raising chapter: non-zero exit, a message naming it, the executed notebook with the error kept in
+    _build/failed/, no HTML; the other chapter still runs (the workflow keeps going)."""
     root = make_root(tmp_path, ["good", "bad"])
     cwd = os.getcwd()
     assert main(["--profile", "smoke", "--skip-html", "--jobs", "2"], root=root) != 0
     assert os.getcwd() == cwd  # chapters run in their own processes: papermill's chdir stays there
-    out = capsys.readouterr().out
+    out = "".join(capfd.readouterr())
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1, out
     assert "bad" in failed[0] and "ValueError" in failed[0], out
-    assert (root / "book" / "good.ipynb").exists()  # toc order: good ran first
-    executed = root / "book" / "bad.ipynb"
-    assert executed.exists()
-    assert "deliberate failure" in outputs_text(executed)
+    assert (root / "book" / "good.ipynb").exists()
+    assert not (root / "book" / "bad.ipynb").exists() and "_build/failed/bad.ipynb" in failed[0], out
+    assert "deliberate failure" in outputs_text(root / "_build" / "failed" / "bad.ipynb")
 
     # Without --skip-html a failed run still builds no HTML.
     assert main(["--profile", "smoke", "--chapters", "bad"], root=root) != 0
-    assert "FAILED bad" in capsys.readouterr().out
+    assert "FAILED bad" in "".join(capfd.readouterr())
     assert not (root / "_build" / "html").exists()
 
 
@@ -213,32 +160,29 @@ def test_passing_chapter_is_parameterised_normalised_and_deterministic(tmp_path:
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str], jobs: str) -> None:
-    """Trainings before the notebooks run on TRAIN_THREADS and kernels on KERNEL_THREADS, whatever the
-    machine's cores, `--jobs` or the caller's OMP_NUM_THREADS: the thread count moves CPU results."""
+def test_build_fixes_the_torch_thread_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str) -> None:
+    """Kernels run on KERNEL_THREADS whatever the machine's cores, `--jobs` or the caller's OMP_NUM_THREADS
+    (the thread count moves CPU results); a training job sets its declared threads (`quiet_worker`)."""
     import torch
 
     from w2s_deception import book
+    from w2s_deception.trainings import quiet_worker
 
     root = make_root(tmp_path, ["threads"])
     notebook(root / "notebooks" / "threads.ipynb", 'import torch\nprint(f"kernel threads {torch.get_num_threads()}")')
-    # a trained chapter that trains nothing: --jobs 1 trains in this process, --jobs 2 in a spawned one,
-    # whose prepare_chapter (the real one) trains nothing for it; both report the threads they ran on
-    monkeypatch.setattr(book, "TRAINED_CHAPTERS", ("threads",))
-    monkeypatch.setattr(book, "prepare_chapter", lambda name, profile: None)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    before = torch.get_num_threads()
-    monkeypatch.setattr(book, "TRAIN_THREADS", before + 1)  # unlike torch's default, so pinning shows
     assert main(["--profile", "smoke", "--skip-html", "--jobs", jobs], root=root) == 0
-    out = capsys.readouterr().out
-    assert re.search(rf"^trained threads \[[\d.]+ s on {book.TRAIN_THREADS} threads\]$", out, re.MULTILINE), out
     assert f"kernel threads {book.KERNEL_THREADS}\n" in outputs_text(root / "book" / "threads.ipynb")
-    assert torch.get_num_threads() == before and os.environ["OMP_NUM_THREADS"] == "3"  # restored
+    before = torch.get_num_threads()
+    try:
+        quiet_worker(before + 1)
+        assert torch.get_num_threads() == before + 1 and os.environ["OMP_NUM_THREADS"] == str(before + 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_parameters_cell_must_declare_every_parameter(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Unknown parameters, or a parameters cell without `profile`, are refused in one line."""
     root = make_root(tmp_path, ["good", "noprofile"])
@@ -258,7 +202,7 @@ def test_parameters_cell_must_declare_every_parameter(
 
     # Through main: refused before any kernel starts, with a single FAILED line naming it.
     assert main(["--profile", "smoke", "--skip-html", "--chapters", "noprofile"], root=root) != 0
-    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAILED")]
+    failed = [line for line in "".join(capfd.readouterr()).splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and failed[0].startswith("FAILED noprofile:"), failed
     assert not (root / "book" / "noprofile.ipynb").exists()
 
@@ -283,6 +227,8 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
            + "".join(f"  - file: {file}\n" for file in [*real_chapters(), "book/good", "book/toy"]))
     (root / "_toc.yml").write_text(toc, encoding="utf-8")
     shutil.copy(REPO / "book" / "intro.md", root / "book" / "intro.md")
+    if (REPO / "book" / "_static" / "results").is_dir():  # committed with the book (checked below)
+        shutil.copytree(REPO / "book" / "_static" / "results", root / "book" / "_static" / "results")
     for file in real_chapters():
         stored, page = REPO / "notebooks" / f"{Path(file).name}.ipynb", REPO / f"{file}.md"
         source = stored if stored.is_file() else page
@@ -324,9 +270,65 @@ def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
     """`toy`'s results link points at the CSV the chapter wrote, served from `_static/results/`."""
     page = built_site / "book" / "toy.html"
     hrefs = re.findall(r'href="([^"]*_static/results/[^"]*)"', page.read_text(encoding="utf-8"))
-    assert hrefs == ["../_static/results/toy.csv"], hrefs
+    assert hrefs == ["../_static/results/toy.csv.gz"], hrefs
     csv = (page.parent / hrefs[0]).resolve()
-    assert csv.read_text(encoding="utf-8") == "model,pair_id,confidence\ngt,0,0.25\ngt,1,0.333333\n"
+    assert gzip.decompress(csv.read_bytes()).decode() == "model,pair_id,confidence\ngt,0,0.25\ngt,1,0.333333\n"
+
+
+class _Links(HTMLParser):
+    """Every href and src of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def test_every_link_in_the_built_site_resolves(built_site: Path) -> None:
+    """Each local href/src of every page (results files, figures, other pages, anchors' pages) is a file of
+    the site: a clean clone's book links to nothing missing."""
+    dead = []
+    for page in built_site.rglob("*.html"):
+        if page.relative_to(built_site).parts[0] == "_static":
+            continue  # the themes' template sources, copied as static files
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for url in parser.urls:
+            target = url.split("#", 1)[0].split("?", 1)[0]
+            if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("//"):
+                continue  # an anchor on the page, or an external / mailto / data / javascript URL
+            if not (page.parent / target).exists():
+                dead.append(f"{page.relative_to(built_site)} → {url}")
+    assert not dead, "\n".join(sorted(set(dead))[:40])
+
+
+def test_every_chart_of_a_chapter_is_a_numbered_captioned_figure(built_site: Path) -> None:
+    """Each chart of the real chapters sits in a figure with its number and a caption that names what it
+    shows (the cell's `mystnb.figure` metadata)."""
+    for file in real_chapters():
+        page = (built_site / f"{file}.html").read_text(encoding="utf-8")
+        charts = CHART.findall(page)
+        captions = re.findall(r'<figcaption>\s*<p><span class="caption-number">Fig\. [\d.]+ </span>'
+                              r'<span class="caption-text">([^<]{20,})', page)
+        assert len(captions) == len(charts), (file, len(charts), captions)
+
+
+def test_the_paper_is_cited_with_a_bibliography(built_site: Path) -> None:
+    """The intro cites the paper through sphinxcontrib-bibtex and lists it in its references."""
+    intro = (built_site / "book" / "intro.html").read_text(encoding="utf-8")
+    assert 'class="reference internal" href="#id' in intro and "Yang <em>et al.</em>" in intro
+    assert "Super(ficial)-alignment: Strong Models May Deceive Weak Models" in intro
+
+
+def test_results_files_kept_with_the_book_are_small() -> None:
+    """Every chapter's results file is committed under book/_static/results and under 5 MB."""
+    from w2s_deception.notebook import RESULTS_MAX_BYTES
+
+    files = {p.name: p.stat().st_size for p in (REPO / "book" / "_static" / "results").glob("*.csv.gz")}
+    assert {f"{Path(f).name}.csv.gz" for f in real_chapters()} <= set(files), files
+    assert all(size <= RESULTS_MAX_BYTES for size in files.values()), files
 
 
 # ---------------------------------------------------------------------------
@@ -339,8 +341,11 @@ def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--virtual-time-budget=5000", "--host-resolver-rules=MAP * ~NOTFOUND")
-# Known and harmless: sphinx-thebe declares THEBE_JS_URL in two inline scripts on every page.
-KNOWN_JS_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+KNOWN_JS_ERRORS: tuple[str, ...] = ()  # none
+# Console messages that must not appear: a script declared twice (sphinx-thebe's THEBE_JS_URL, now dropped by
+# book/_ext/w2s_sphinx.py), a spec of another Vega or Vega-Lite version than the bundle's, and the theme's
+# invalid-mode error (no default mode set).
+CONSOLE_FAULTS = re.compile(r"already been declared|spec uses Vega|Got invalid theme mode")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "chrome-extension:", "devtools:")
 # A chart: a <div id=...> directly followed by the script that calls vegaEmbed on it (ours, from
 # charts.show, and Altair's own HTML renderer alike).
@@ -349,11 +354,15 @@ CHART = re.compile(r"""<div id="([^"]+)"[^>]*>\s*</div>\s*<script\b[^>]*>((?:(?!
 
 
 def browser() -> str:
-    """A headless Chromium on PATH; fails (never skips: CI must run this test) when there is none."""
+    """A headless Chromium on PATH. Without one the browser tests skip with the reason, except where
+    W2S_REQUIRE_BROWSER=1 (.ci/run sets it): there they fail, so CI always proves the charts draw."""
     found = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
     if found is None:
-        pytest.fail(f"no headless Chromium on PATH (looked for {', '.join(BROWSERS)}); install one, e.g. "
-                    "`apt-get install -y chromium-headless-shell` (Debian; .ci/run does this)", pytrace=False)
+        reason = (f"no headless Chromium on PATH (looked for {', '.join(BROWSERS)}); install one, e.g. "
+                  "`apt-get install -y chromium-headless-shell` (Debian; .ci/run does this)")
+        if os.environ.get("W2S_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + "; W2S_REQUIRE_BROWSER=1 makes it required", pytrace=False)
+        pytest.skip(reason)
     return found
 
 
@@ -415,7 +424,8 @@ def open_in_browser(page: Path, scratch: Path) -> dict:
             "not_drawn": sorted(i for i, ok in parser.drawn.items() if not ok),
             "external": sorted(u for u in net_log_urls(net_log) if not u.startswith(LOCAL_SCHEMES)),
             "js_errors": [line for line in run.stderr.splitlines()
-                          if "Uncaught" in line and not any(known in line for known in KNOWN_JS_ERRORS)]}
+                          if ("Uncaught" in line or (":CONSOLE" in line and CONSOLE_FAULTS.search(line)))
+                          and not any(known in line for known in KNOWN_JS_ERRORS)]}
 
 
 @pytest.fixture(scope="module")
@@ -566,7 +576,7 @@ def test_a_build_log_shows_one_line_per_computed_run_and_nothing_after(tmp_path:
     compute = lambda tmp: (pd.DataFrame({"x": [1]}), {})  # noqa: E731
     log = logging.getLogger("w2s_deception")
     before = (list(log.handlers), log.level)
-    with _runs_logged_to_stderr():
+    with runs_logged():
         cache.get_or_compute("rm", {"run": 1}, compute)
         cache.get_or_compute("rm", {"run": 1}, compute)  # cached: no line
     cache.get_or_compute("rm", {"run": 2}, compute)  # after the build: quiet again

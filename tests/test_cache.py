@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from w2s_deception.cache import (CacheError, RunCache, _code_version, code_text, code_version, list_entries, main,
-                                 run_key, verify)
+from w2s_deception.cache import (KEY_EXEMPT, CacheError, RunCache, _code_version, code_text, code_version,
+                                 imported_modules, list_entries, main, run_key, verify)
 
 SPEC = {"model": "gpt2-s", "seed": 0, "lr": 1e-5, "data": Path("/d/hh"), "layers": (1, 2)}
 
@@ -59,28 +59,44 @@ def test_run_key_sensitive_to_added_field() -> None:
     assert run_key({**SPEC, "extra": None}) != run_key(SPEC)
 
 
-def test_code_version_tracks_module_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_version_follows_what_a_module_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "fakepkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "train.py").write_text("LR = 1\n")
-    (package / "plots.py").write_text("COLOR = 'red'\n")
+    (package / "train.py").write_text("from .util import step\nLR = 1\n\ndef f():\n    from fakepkg import loss\n")
+    (package / "util.py").write_text("step = 1\n")
+    (package / "loss.py").write_text("NAME = 'ce'\n")
+    (package / "plots.py").write_text("from .train import LR\nCOLOR = 'red'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
-    before = code_version(["train"], package="fakepkg")
-    assert before == code_version(["train", "train"], package="fakepkg")
-    (package / "plots.py").write_text("COLOR = 'blue'\n")
-    assert code_version(["train"], package="fakepkg") == before
-    (package / "train.py").write_text('"""Training."""\nLR = 1  # a comment\n')
-    _code_version.cache_clear()
-    assert code_version(["train"], package="fakepkg") == before  # the same code, re-documented
-    (package / "train.py").write_text("LR = 2\n")
-    assert code_version(["train"], package="fakepkg") == before  # this process runs the code it imported
-    _code_version.cache_clear()  # a new process
-    assert code_version(["train"], package="fakepkg") != before
-    assert len(before) == 12
+    assert imported_modules("train", "fakepkg") == {"train", "util", "loss"}  # plots imports train, not the reverse
+    before = code_version("train", package="fakepkg")
+    assert before == code_version("fakepkg.train", package="fakepkg") and len(before) == 12
+
+    def changed(name: str, text: str) -> str:
+        (package / f"{name}.py").write_text(text)
+        _code_version.cache_clear()  # a new process
+        imported_modules.cache_clear()
+        return code_version("train", package="fakepkg")
+
+    assert changed("plots", "COLOR = 'blue'\n") == before  # not imported: nothing to rehash
+    assert changed("train", '"""Training."""\nfrom .util import step  # one step\nLR = 1\n\ndef f():\n'
+                            '    from fakepkg import loss\n') == before  # the same code, re-documented
+    assert changed("util", "step = 2\n") != before  # imported directly
+    (package / "util.py").write_text("step = 1\n")
+    assert changed("loss", "NAME = 'mse'\n") != before  # imported inside a function
+    (package / "loss.py").write_text("NAME = 'ce'\n")
+    assert changed("util", "step = 1\n") == before
+    (package / "util.py").write_text("step = 3\n")
+    assert code_version("train", package="fakepkg") == before  # this process keys the code it imported
     with pytest.raises(ModuleNotFoundError):
-        code_version(["nope"], package="fakepkg")
+        code_version("nope", package="fakepkg")
+
+
+def test_code_keys_of_this_package_follow_its_imports() -> None:
+    assert "data" in imported_modules("ladder") and "corpus" in imported_modules("ladder")  # tokenizer, rungs
+    assert "charts" not in imported_modules("preference") and "analysis" not in imported_modules("experiments")
+    assert set(KEY_EXEMPT) == {"config", "cache"}
 
 
 def test_code_text_ignores_comments_docstrings_and_layout_but_not_code() -> None:
@@ -91,10 +107,6 @@ def test_code_text_ignores_comments_docstrings_and_layout_but_not_code() -> None
     assert code_text('def f(x):\n    return x + 2\n') != base
     assert code_text('def f(x):\n    "a string that is code"\n    return x + 1\n') == base  # first string: docstring
     assert code_text('def f(x):\n    y = "text"\n    return x + 1\n') != base
-
-
-def test_code_version_of_this_package() -> None:
-    assert code_version(["data", "cache"]) == code_version(["cache", "data"])
 
 
 def test_get_or_compute_computes_once(tmp_path: Path) -> None:
@@ -276,3 +288,12 @@ def test_each_computed_entry_logs_one_line_and_a_cached_one_none(tmp_path: Path,
         cache.get_or_compute("rm", SPEC, compute)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and lines[0].startswith(f"rm entry {run_key(SPEC)[:12]} computed in ")
+
+
+def test_cli_on_a_missing_or_non_folder_runs_dir_fails(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["verify", "--runs-dir", str(tmp_path / "nowhere")]) == 2
+    assert "no runs folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["list", "--runs-dir", str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["verify", "--runs-dir", str(tmp_path)]) == 0  # an empty folder is a valid, empty cache

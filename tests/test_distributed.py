@@ -307,23 +307,21 @@ def test_model_saved_into_the_cache_under_two_processes_is_complete(distributed)
         assert {"config.json", "model.safetensors"} <= set(run["cached_model_files"]), run["cached_model_files"]
 
 
-def test_train_chapters_script_trains_the_chapters_the_book_prepares(monkeypatch):
-    """`configs/accelerate/train_chapters.py`, the entry point `accelerate launch` runs, imports and
-    hands each named chapter to `book.prepare_chapter`, and refuses a chapter that trains nothing."""
-    import importlib.util
+def test_trainings_entry_point_runs_named_trainings_and_whole_chapters(monkeypatch, capsys):
+    """`python -m w2s_deception.trainings`, what the workflow (and `accelerate launch -m`) runs: a training
+    by name, or every training of a chapter, in declaration order; an unknown name is refused."""
+    from w2s_deception import trainings
 
-    from w2s_deception import book
-
-    path = ROOT / "configs" / "accelerate" / "train_chapters.py"
-    module_spec = importlib.util.spec_from_file_location("train_chapters", path)
-    script = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(script)
     calls = []
-    monkeypatch.setattr(script, "prepare_chapter", lambda chapter, profile: calls.append((chapter, profile)))
-    assert script.main(["--profile", "smoke", *book.TRAINED_CHAPTERS]) == 0
-    assert calls == [(chapter, "smoke") for chapter in book.TRAINED_CHAPTERS]
+    fake = {n: trainings.Training(n, run=lambda n=n: calls.append(n)) for n in ("simpo/matrix", "mitigations/filters",
+                                                                                 "mitigations/bootstrap")}
+    monkeypatch.setattr(trainings, "declared", lambda profile, chapters=None: fake)
+    monkeypatch.setattr(trainings, "quiet_worker", lambda threads: None)
+    assert trainings.main(["--profile", "smoke", "simpo/matrix", "mitigations"]) == 0
+    assert calls == ["simpo/matrix", "mitigations/filters", "mitigations/bootstrap"]
     with pytest.raises(SystemExit):
-        script.main(["--profile", "smoke", "thresholds"])
+        trainings.main(["--profile", "smoke", "thresholds"])
+    assert "unknown training or chapter: thresholds" in capsys.readouterr().err
 
 
 # --- FSDP config of the paper profile (no GPU needed: parsed, launched as env, wrap policy) ---

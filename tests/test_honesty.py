@@ -71,7 +71,7 @@ def test_missing_and_malformed_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no UnknownBench file"):
         H.read_unanswerable(tmp_path)
     with pytest.raises(DataError, match=r"NEC_unanswerable.jsonl line 2: not valid JSON"):
-        H.read_unanswerable(_bench(tmp_path, {"NEC": good + "{oops\n"}))
+        H.read_unanswerable(_bench(tmp_path, {"FalseQA": good, "NEC": good + "{oops\n", "RefuNQ": good}))
 
 
 def test_unknown_role() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 from pathlib import Path
 
 import pandas as pd
@@ -31,18 +33,18 @@ def test_book_root_is_a_folder_with_a_toc_and_book(tmp_path: Path) -> None:
 
 
 def test_results_link_writes_rounded_csv_in_the_book_and_links_to_it(tmp_path: Path) -> None:
-    """In a book root: `book/_static/results/<chapter>.csv`, floats to 6 decimals, and a link
+    """In a book root: `book/_static/results/<chapter>.csv.gz`, floats to 6 decimals, and a link
     relative to the chapter page (`book/<chapter>.html`) that reaches `_static/results/`."""
     (tmp_path / "_toc.yml").write_text("root: book/intro\n", encoding="utf-8")
     (tmp_path / "book").mkdir()
     data, _ = format_display_data(results_link("ch", long_table(), root=tmp_path))
-    csv = tmp_path / "book" / "_static" / "results" / "ch.csv"
-    assert csv.read_text(encoding="utf-8") == (
+    csv = tmp_path / "book" / "_static" / "results" / "ch.csv.gz"
+    assert gzip.decompress(csv.read_bytes()).decode() == (
         "model,weak,strong,seed,pair_id,confidence\n"
         "gt,s-pico,s-pico,0,7,0.123457\n"
         "explicit,s-pico,s-mini,0,7,0.666667\n")
-    assert 'href="../_static/results/ch.csv"' in data["text/html"] and "2 rows" in data["text/html"]
-    assert "](../_static/results/ch.csv)" in data["text/markdown"]
+    assert 'href="../_static/results/ch.csv.gz"' in data["text/html"] and "2 rows" in data["text/html"]
+    assert "](../_static/results/ch.csv.gz)" in data["text/markdown"]
     # _build/html/book/ch.html + ../_static/results/ch.csv = _build/html/_static/results/ch.csv
     assert (Path("_build/html/book") / "../_static/results/ch.csv").resolve() == (
         Path("_build/html/_static/results/ch.csv").resolve())
@@ -52,7 +54,7 @@ def test_results_link_outside_the_book_writes_nothing(tmp_path: Path, monkeypatc
     """Run where nbval runs chapters (not a book root): the same link, no file anywhere."""
     monkeypatch.chdir(tmp_path)
     data, _ = format_display_data(results_link("ch", long_table()))
-    assert "../_static/results/ch.csv" in data["text/html"]
+    assert "../_static/results/ch.csv.gz" in data["text/html"]
     assert list(tmp_path.rglob("*")) == []
 
 
@@ -60,7 +62,7 @@ def test_write_results_is_byte_identical_for_equal_tables(tmp_path: Path) -> Non
     """Equal tables give equal files (confidences equal to 6 decimals count as equal)."""
     a, b = long_table(), long_table()
     b.loc[0, "confidence"] += 1e-9
-    assert write_results(a, tmp_path / "a.csv").read_bytes() == write_results(b, tmp_path / "b.csv").read_bytes()
+    assert write_results(a, tmp_path / "a.csv.gz").read_bytes() == write_results(b, tmp_path / "b.csv.gz").read_bytes()
 
 
 def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
@@ -77,3 +79,54 @@ def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
         record_verdicts("ch", verdicts.drop(columns="evidence"))
     with pytest.raises(ValueError, match="none of the classes"):
         record_verdicts("ch", verdicts.assign(verdict="reproduced (mostly)"))
+
+
+def test_results_over_the_size_kept_with_the_book_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A results file is committed with the book: over RESULTS_MAX_BYTES compressed it is refused, and nothing
+    (not even a temporary file) is left."""
+    from w2s_deception import notebook
+
+    monkeypatch.setattr(notebook, "RESULTS_MAX_BYTES", 50)
+    with pytest.raises(ValueError, match="big.csv.gz: .* bytes compressed, over the 50"):
+        write_results(pd.DataFrame({"x": range(1000)}), tmp_path / "big.csv.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_parameters_refuses_an_injected_name_the_parameters_cell_lacks() -> None:
+    """papermill's injected cell follows the parameters cell in the kernel's history: a name it sets that
+    the parameters cell does not is a ConfigError naming it and the declared ones; no injection, no check."""
+    from w2s_deception.config import ConfigError
+    from w2s_deception.notebook import check_parameters
+
+    params = 'import os\nprofile = "cpu"\nthreshold = 0.75\nseeds = None\n'
+    check_parameters({"_ih": ["", params, '# Parameters\nprofile = "smoke"\nthreshold = 0.9\n']})
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) treshold: this chapter's parameters are profile, "
+                                          r"seeds, threshold"):
+        check_parameters({"_ih": ["", params, '# Parameters\ntreshold = 0.9\n']})
+    check_parameters({"_ih": ["", params, "x = 1"]})  # Jupyter or nbval: nothing injected
+
+
+def test_a_misspelt_papermill_parameter_fails_before_anything_trains(tmp_path: Path) -> None:
+    """Through papermill on a real chapter: `-p treshold 0.9` stops in the setup cell, the one after the
+    parameters, with the ConfigError (nothing trained: the runs folder stays empty)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    repo = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+    with pytest.raises(PapermillExecutionError) as err:
+        papermill.execute_notebook(str(repo / "notebooks" / "thresholds.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"profile": "smoke", "treshold": 0.9, "runs_dir": str(runs)},
+                                   kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    assert err.value.ename == "ConfigError" and "treshold" in err.value.evalue
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("thresholds, message", [([], "at least one T"), ([0.7, "high"], "number"),
+                                                  ([0.5], "open interval"), ("0.7", "list of numbers")])
+def test_check_thresholds_refuses_before_training(thresholds, message) -> None:
+    from w2s_deception.config import ConfigError, check_thresholds
+
+    with pytest.raises(ConfigError, match=message):
+        check_thresholds(thresholds)
+    assert check_thresholds(0.8) == [0.8] and check_thresholds([0.7, 0.85]) == [0.7, 0.85]

@@ -1,5 +1,5 @@
 """Reliability: every bad input fails early with a message naming the problem and the fix (one test
-per row of the "Bad inputs" table in README.md), killed runs leave no entry, cache keys move with
+per row of the "Bad inputs" table in tests/README.md), killed runs leave no entry, cache keys move with
 everything that determines a result and with nothing else, and a non-finite loss stops training.
 
 The truncated-results row is covered by tests/test_cache.py::test_truncated_results_detected_and_recomputed,
@@ -8,6 +8,7 @@ the code-text part of the key by tests/test_cache.py::test_code_version_tracks_m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +25,10 @@ import numpy as np
 import pytest
 import torch
 
+from w2s_deception import cache as cache_module
 from w2s_deception import experiments as E
+from w2s_deception import ladder as L
+from w2s_deception import preference as P
 from w2s_deception.cache import CacheError, RunCache, list_entries, run_key, verify
 from w2s_deception.config import SMOKE_RUNGS, Config, ConfigError, get_config
 from w2s_deception.data import ASSISTANT, DataError, load_pairs, resolve_data_dir
@@ -54,7 +58,7 @@ def _never_train(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(E, "train_reward_model", boom)
 
 
-# ---------------------------------------------------------------- bad inputs (README "Bad inputs")
+# ---------------------------------------------------------------- bad inputs (tests/README.md "Bad inputs")
 
 
 def test_missing_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,9 +94,48 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_wrong_keys_name_file_line_and_keys(tmp_path: Path) -> None:
     path = _write(tmp_path, "hh-harmless/train_gt", [_pair_line(), json.dumps({"good": "x", "bad": "y"})])
-    with pytest.raises(DataError, match=r"line 2: missing or non-string keys \['chosen', 'rejected'\]") as error:
+    with pytest.raises(DataError, match=r"line 2: missing or mistyped keys \(chosen: str, rejected: str\)") as error:
         load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
     assert str(path) in str(error.value)
+
+
+def test_non_utf8_bytes_name_file_line_and_byte_offset(tmp_path: Path) -> None:
+    path = _write(tmp_path, "hh-harmless/train_gt", [_pair_line("a"), _pair_line("b")])
+    raw = path.read_bytes()
+    bad = raw.index(b"Human: b") + 7  # the "b" of the second record
+    path.write_bytes(raw[:bad] + b"\xff" + raw[bad + 1:])
+    with pytest.raises(DataError, match=rf"train_gt.jsonl line 2, byte offset {bad}: not valid UTF-8"):
+        load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
+
+
+def test_a_record_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    from w2s_deception.data import MAX_RECORD_BYTES
+
+    huge = json.dumps({"chosen": "x" * MAX_RECORD_BYTES, "rejected": "y"})
+    _write(tmp_path, "hh-harmless/train_gt", [_pair_line(), huge])
+    with pytest.raises(DataError, match=r"train_gt.jsonl line 2: a record of 100,0\d\d bytes, over the limit of 100,000"):
+        load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("name", "reader"), [
+    ("hh-helpful/train", lambda d: load_pairs("hh-helpful/train", d)),
+    ("hh-raw/harmless-base-test", lambda d: __import__("w2s_deception.corpus").corpus.pretraining_texts(d)),
+    ("unknownbench/FalseQA_unanswerable", lambda d: __import__("w2s_deception.honesty").honesty.read_unanswerable(d)),
+])
+def test_every_data_file_read_is_validated_with_file_and_line(name: str, reader, tmp_path: Path) -> None:
+    """Beyond the harmless splits: hh-helpful, hh-raw (pre-training text) and UnknownBench (honesty)."""
+    data = tmp_path / "data"
+    for item in SHARED_DATA.rglob("*.jsonl"):
+        target = data / item.relative_to(SHARED_DATA)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(item)
+    (data / f"{name}.jsonl").unlink()
+    _write(data, name, ['{"prompt": "a", "chosen": "b", "rejected": "c"}', '{"prompt": '])
+    with pytest.raises(DataError, match=rf"{name}.jsonl line 2: not valid JSON"):
+        reader(data)
+    _write(data, name, ['{"other": 1}'])
+    with pytest.raises(DataError, match=rf"{name}.jsonl line 1: missing or mistyped keys"):
+        reader(data)
 
 
 def test_unknown_rung() -> None:
@@ -230,7 +273,10 @@ _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
+    from w2s_deception import cache as cache_module
     from w2s_deception import experiments as E
+    from w2s_deception import ladder as L
+    from w2s_deception import preference as P
     from w2s_deception.config import get_config
 
     runs, ready = sys.argv[1], Path(sys.argv[2])
@@ -299,6 +345,12 @@ def test_killed_run_leaves_no_entry_and_rerun_completes(smoke_runs: Path, tmp_pa
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 of 4 entries" in done.stdout
+    # the resumed run equals one never interrupted, bit for bit
+    fresh = tmp_path / "fresh"
+    shutil.copytree(smoke_runs / "features", fresh / "features")
+    cfg_fresh = get_config("smoke", runs_dir=str(fresh))
+    again = E.gt_entry(cfg_fresh, "s-nano", 0, E.open_cache(cfg_fresh))
+    assert np.array_equal(confidences(again, "test"), confidences(entry, "test"))
 
 
 # ---------------------------------------------------------------- cache keys
@@ -342,31 +394,83 @@ def test_key_changes_with_each_training_field(field: str) -> None:
     assert changed[0] != base[0] and changed[1] != base[1]
 
 
-def _data_copy(root: Path, sums: str) -> Path:
-    """A data folder whose files are the shared ones (linked) and whose SHA256SUMS reads `sums`."""
+def _data_copy(root: Path, edit: str | None = None, update_sums: bool = True) -> Path:
+    """A copy of the shared data folder (files linked; `edit` copied and changed by one byte, and SHA256SUMS
+    rewritten for it unless `update_sums` is False)."""
     root.mkdir()
-    for item in SHARED_DATA.iterdir():
-        if item.name != "SHA256SUMS":
-            (root / item.name).symlink_to(item)
-    (root / "SHA256SUMS").write_text(sums)
+    for item in SHARED_DATA.rglob("*"):
+        target = root / item.relative_to(SHARED_DATA)
+        if item.is_dir():
+            target.mkdir(exist_ok=True)
+        elif item.relative_to(SHARED_DATA).as_posix() != edit:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(item)
+    if edit is not None:
+        raw = bytearray((SHARED_DATA / edit).read_bytes())
+        raw[raw.index(b"Assistant:") + 11] ^= 0x01  # one letter of one reply: still valid UTF-8 and JSON
+        (root / edit).write_bytes(bytes(raw))
+        sums = (SHARED_DATA / "SHA256SUMS").read_text()
+        if update_sums:
+            old = next(line.split()[0] for line in sums.splitlines() if line.split()[1] == edit)
+            sums = sums.replace(old, hashlib.sha256(bytes(raw)).hexdigest())
+        (root / "SHA256SUMS").unlink()
+        (root / "SHA256SUMS").write_text(sums)
     return root
 
 
-def test_key_changes_with_data_fingerprint(tmp_path: Path) -> None:
-    sums = (SHARED_DATA / "SHA256SUMS").read_text()
+def test_keys_change_with_the_bytes_of_the_data_a_run_reads(tmp_path: Path) -> None:
     base = _keys(get_config("smoke", data_dir=str(SHARED_DATA)))
-    same = _data_copy(tmp_path / "same", sums)
+    same = _data_copy(tmp_path / "same")
     assert _keys(get_config("smoke", data_dir=str(same))) == base  # where the data lie does not matter
-    edited = _data_copy(tmp_path / "edited", sums.replace(sums[:8], "0" * 8, 1))
+    edited = _data_copy(tmp_path / "edited", edit="hh-harmless/train_w2s.jsonl")
     changed = _keys(get_config("smoke", data_dir=str(edited)))
     assert changed[0] != base[0] and changed[1] != base[1]
+    unread = _data_copy(tmp_path / "unread", edit="hh-helpful/test.jsonl")  # no reward-model run reads it
+    assert _keys(get_config("smoke", data_dir=str(unread))) == base
 
 
-def test_key_changes_with_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = _keys(get_config("smoke"))
-    monkeypatch.setattr(E, "code_version", lambda modules, package="w2s_deception": "0123456789ab")
-    changed = _keys(get_config("smoke"))
-    assert changed[0] != base[0] and changed[1] != base[1]
+def test_a_data_file_that_sha256sums_does_not_match_is_refused(tmp_path: Path) -> None:
+    edited = _data_copy(tmp_path / "edited", edit="hh-harmless/train_w2s.jsonl", update_sums=False)
+    with pytest.raises(DataError, match=r"train_w2s.jsonl: its sha256 .* differs from .*SHA256SUMS"):
+        _keys(get_config("smoke", data_dir=str(edited)))
+    with pytest.raises(DataError, match=r"train_w2s.jsonl: its sha256"):
+        load_pairs("hh-harmless/train_w2s", edited)
+
+
+def _all_keys(cfg: Config) -> dict[str, str]:
+    """The keys of every kind of run, computed without training: a rung's pre-training (its trunk key),
+    the tokenizer, a feature split, a GT and a W2S reward model, a policy."""
+    recorder = _SpecRecorder()
+    features = feature_entry(cfg, "s-nano", "test", recorder).record["key"]
+    gt = E.gt_entry(cfg, "s-nano", 0, recorder).record["key"]
+    w2s = E.w2s_entry(cfg, "s-nano", "s-mini", "explicit", 0, recorder).record["key"]
+    po = P.po_gt_entry(cfg, "simpo", "s-nano", 0, recorder).record["key"]
+    return {"trunk": str(L.trunk_key(cfg, cfg.rung("s-nano"))), "tokenizer": run_key(L._tokenizer_spec(cfg)),
+            "features": features, "rm_gt": gt, "rm_w2s": w2s, "po": po}
+
+
+@pytest.mark.parametrize(("module", "rekeyed"), [
+    ("data", {"trunk", "tokenizer", "features", "rm_gt", "rm_w2s", "po"}),  # the tokenizer, corpus and rungs read it
+    ("charts", set()),  # a chart retrains nothing
+    ("analysis", set()),
+    ("preference", {"po"}),
+    ("train", {"rm_gt", "rm_w2s", "po"}),
+    ("config", set()),  # its values enter the specs; its code no key
+])
+def test_an_edited_module_rekeys_exactly_the_runs_that_import_it(module: str, rekeyed: set,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = get_config("smoke")
+    base = _all_keys(cfg)
+    original = cache_module._module_source
+    monkeypatch.setattr(cache_module, "_module_source",
+                        lambda name, package: original(name, package) + ("\nEDITED = 1\n" if name == module else ""))
+    cache_module._code_version.cache_clear()  # as a new process would see the edit
+    try:
+        after = _all_keys(cfg)
+    finally:
+        monkeypatch.undo()
+        cache_module._code_version.cache_clear()
+    assert {k for k in base if base[k] != after[k]} == rekeyed
 
 
 @pytest.mark.parametrize(

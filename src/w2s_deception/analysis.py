@@ -86,6 +86,26 @@ def rung_table(long: pd.DataFrame | Runs, rungs: Sequence[str], T: float) -> pd.
     return pd.DataFrame(rows)
 
 
+def group_table(long: pd.DataFrame | Runs, rungs: Sequence[str], groups: pd.Series, T: float) -> pd.DataFrame:
+    """Per rung and group of test pairs (`groups`: pair id → group, e.g. a sum's difficulty): GT test
+    accuracy and the share of pairs the rung knows (M ≥ T), means over seeds, with the group's size."""
+    runs = _runs(long)
+    rows = []
+    for rung in rungs:
+        confs = _confs(runs, "gt", rung, rung)
+        if not confs:
+            continue
+        (c,) = _stack(confs)
+        labels = groups.sort_index().to_numpy()  # runs hold their pairs in pair-id order
+        if len(labels) != c.shape[1]:
+            raise ValueError(f"groups label {len(labels)} pairs, the runs of {rung} score {c.shape[1]}")
+        for group in pd.unique(groups.sort_values().to_numpy()):
+            mask = labels == group
+            rows.append({"rung": rung, "group": group, "pairs": int(mask.sum()),
+                         "accuracy": float((c[:, mask] >= 0.5).mean()), "known_share": float((c[:, mask] >= T).mean())})
+    return pd.DataFrame(rows)
+
+
 def capability_gap(long: pd.DataFrame | Runs, weak: str, strong: str) -> dict[str, float]:
     """Strong − weak GT test accuracy, paired seed by seed and pair by pair, with its hierarchical-
     bootstrap interval (§6's first power condition: the interval must lie above 0)."""
@@ -207,6 +227,15 @@ def threshold_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]],
     """DS tables (Eq. 8) at several thresholds T from the same per-pair results (App. I; no retraining)."""
     runs = _runs(long)
     return pd.concat([ds_table(runs, pairs, objectives, T).assign(T=T) for T in thresholds], ignore_index=True)
+
+
+def family_pairs(pairs: Sequence[tuple[str, str]], family: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Weak → strong pairs grouped by the rungs' families ('scratch' or 'real'): within the scratch family,
+    within the real models, across (scratch → real); groups without a pair are left out."""
+    groups = {"within the scratch family": ("scratch", "scratch"), "within the real models": ("real", "real"),
+              "across families (scratch → real)": ("scratch", "real")}
+    out = {name: [(w, s) for w, s in pairs if (family[w], family[s]) == kinds] for name, kinds in groups.items()}
+    return {name: chosen for name, chosen in out.items() if chosen}
 
 
 def tax_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]], objectives: Sequence[str],
@@ -404,13 +433,19 @@ def no_mitigation_verdict(claim: str, compared: pd.DataFrame, after: pd.DataFram
                         f"after it, deception exists: {persists['verdict']} ({persists['evidence']})"}
 
 
+def gt_accuracy_difference(long: pd.DataFrame | Runs, base: str, other: str) -> tuple[str, dict[str, float]]:
+    """`other` − `base` GT test accuracy of two rungs (paired seeds and pairs): 'above' / 'below' when its
+    hierarchical-bootstrap interval excludes 0, else 'at chance'; and the difference with its interval."""
+    runs = _runs(long)
+    a, b = _stack(_confs(runs, "gt", base, base), _confs(runs, "gt", other, other))
+    return paired_accuracy_change(a, b)
+
+
 def capability_verdict(long: pd.DataFrame | Runs, ds: pd.DataFrame, weak: str, smaller: str, capable: str) -> dict[str, str]:
     """App. H on two students of one size under one teacher: is DS higher for the more capable one? Not
     testable unless `capable` is the more accurate GT model (paired interval above 0) and the compared
     cells are testable; then the §6 classes over the objectives' Fisher comparisons."""
-    runs = _runs(long)
-    a, b = _stack(_confs(runs, "gt", smaller, smaller), _confs(runs, "gt", capable, capable))
-    change, d = paired_accuracy_change(a, b)
+    change, d = gt_accuracy_difference(long, smaller, capable)
     mine = ds[ds["weak"] == weak]
     compared = compare_cells(mine[mine["strong"] == smaller].drop(columns="strong"),
                              mine[mine["strong"] == capable].drop(columns="strong"), on=("weak", "objective"))

@@ -1,20 +1,18 @@
-"""Build the book: execute the chapter notebooks with papermill, then render the HTML."""
+"""Build the book: run the workflow (workflow/Snakefile) that trains what the chapters declare, executes
+each notebook with papermill into book/, and renders the HTML; and the jobs' own steps (one chapter, the
+render)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
-import logging
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from functools import partial
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +29,15 @@ from w2s_deception.notebook import VERDICT_COLUMNS, VERDICTS_KEY
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = "python3"
 STATIC_DIR = Path("book/_static")  # served as _static/ (html_static_path in _config.yml)
+FAILED_DIR = Path("_build/failed")  # executed notebooks of chapters that failed, with their tracebacks
 _VOLATILE = ("start_time", "end_time", "duration", "input_path", "output_path")
 _INSERTED = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds
 VERDICTS_START, VERDICTS_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
-# Torch threads of the build's trainings, fixed rather than taken from the machine's core count:
-# CPU float sums depend on the thread count (the README says by how much), so with these any
-# machine with the same torch build and instruction set reproduces the book's numbers bit for bit.
-# One thread each: the build keeps both cores busy with processes, and a second thread costs CPU time
-# (measured alone here: `nano`'s pre-training 37.8 CPU-s on two threads against 32.9 on one; a `micro`
-# SFT + SimPO run 37.5 against 29.5), which side by side is time taken from the other processes.
-TRAIN_THREADS = 1  # the reward-modeling, SimPO and DPO trainings run before the notebooks
-KERNEL_THREADS = 1  # each notebook kernel, and the trainings inside it
+# Torch threads of each notebook kernel (and the trainings inside it), and of each training job
+# (`trainings.Training.threads`): CPU float sums depend on the thread count, so fixing it makes any machine
+# with the same torch build and instruction set compute the same numbers; the build keeps the cores busy
+# with jobs instead.
+KERNEL_THREADS = 1
 
 
 class ChapterError(Exception):
@@ -128,86 +124,6 @@ def execute_chapter(root: Path, name: str, parameters: dict[str, Any]) -> Path:
         if target.exists():
             normalise(target)
     return target
-
-
-# Chapters whose trainings `prepare_chapter` runs before the notebooks. Decided here, not in a module
-# the run cache hashes, so adding a chapter retrains nothing.
-TRAINED_CHAPTERS = ("reward_modeling", "simpo", "dpo")
-# The trained chapters whose runs a notebook reads, where not all of them: with `--jobs` > 1 it starts as
-# soon as those are trained. LLaMA, α and honesty train their own policies from pre-trained rungs and
-# teachers that SimPO's trainings train too, so they need not wait for the reward models' features (the
-# longest training).
-NOTEBOOK_NEEDS = {"reward_modeling": ("reward_modeling",), "simpo": ("simpo",), "dpo": ("dpo",),
-                  "llama": ("simpo",), "alpha": ("simpo",), "honesty": ("simpo",)}
-# Side by side only: runs a notebook would train inside itself that need only some trainings, computed
-# ahead in a process of their own on the kernel's thread count (so the numbers are the notebook's) as soon
-# as those are done. The mitigations chapter's SimPO students need SimPO's teachers; its notebook must wait
-# for the reward models too, and would otherwise train them all after the longest training.
-AHEAD = {"mitigations": ("simpo",)}
-
-
-@dataclass(frozen=True)
-class Training:
-    """Runs the side-by-side build computes in a process of its own before the notebooks that read them."""
-
-    name: str  # a chapter, or `features <rung>/<split>`
-    threads: int
-    needs: tuple[str, ...] = ()  # trainings that must be done first
-
-
-def side_by_side_trainings(names: Sequence[str], profile: str) -> list[Training]:
-    """What the side-by-side build trains before (and while) the notebooks `names` execute.
-
-    Besides the chapters' trainings: the features of the rungs not pre-trained here (SmolLM2 on `cpu`),
-    one process per split from the start, on one thread. They are the reward models' longest runs; a
-    feature row does not depend on the thread count (checked bit for bit on a whole split), and alone on
-    this machine two one-thread processes compute 1.2x the tokens per second of one two-thread process
-    (1,235 vs 1,014). The reward-modeling training finds them computed, or waits for them (the run cache's
-    entry locks)."""
-    out = [Training(n, TRAIN_THREADS) for n in names if n in TRAINED_CHAPTERS]
-    if "reward_modeling" in names:
-        out += [Training(f"features {rung}/{split}", KERNEL_THREADS) for rung, split in _features_ahead(profile)]
-    chapters = {t.name for t in out}
-    out += [Training(n, KERNEL_THREADS, tuple(d for d in AHEAD[n] if d in chapters)) for n in names if n in AHEAD]
-    return out
-
-
-def _features_ahead(profile: str) -> list[tuple[str, str]]:
-    """(rung, split) of the reward-modeling chapter's features on rungs not pre-trained here, largest split first."""
-    from w2s_deception.config import get_config
-    from w2s_deception.experiments import HARMLESS
-
-    cfg = get_config(profile)
-    if cfg.finetune != "head":
-        return []
-    return [(r, split) for r in cfg.rungs if cfg.rung(r).source != "scratch" for split in ("helpful", *HARMLESS)]
-
-
-def prepare_chapter(name: str, profile: str) -> None:
-    """Compute one `Training` (by name): a chapter's trainings before its notebook, which runs the same
-    calls and then only reads the warm cache (for mitigations, its SimPO students); nothing for any
-    other name."""
-    from w2s_deception.config import get_config
-    from w2s_deception.experiments import open_cache, run_rm_matrix
-    from w2s_deception.features import feature_entry
-    from w2s_deception.mitigations import bootstrap_runs, filter_runs
-    from w2s_deception.preference import po_config, run_po_matrix
-
-    if name.startswith("features "):
-        cfg = get_config(profile)
-        rung, split = name.removeprefix("features ").split("/")
-        feature_entry(cfg, rung, split, open_cache(cfg))
-    elif name == "reward_modeling":
-        cfg = get_config(profile)
-        run_rm_matrix(cfg, open_cache(cfg))
-    elif name in ("simpo", "dpo"):
-        cfg = po_config(profile)
-        run_po_matrix(cfg, open_cache(cfg), name)
-    elif name == "mitigations":  # its notebook's SimPO students (the defaults of its parameters cell)
-        cfg = po_config(profile)
-        cache = open_cache(cfg)
-        filter_runs(cfg, cache)
-        bootstrap_runs(cfg, cache)
 
 
 def store_test_outputs(root: Path, names: Sequence[str]) -> None:
@@ -305,197 +221,142 @@ def build_html(root: Path) -> int:
     return subprocess.run([str(jupyter_book), "build", str(root)], check=False).returncode
 
 
-def _run_chapter(root: Path, name: str, profile: str) -> tuple[str, str | None, float]:
-    """Execute one chapter: (name, the error line or None, seconds)."""
-    start = time.perf_counter()
-    try:
-        execute_chapter(root, name, {"profile": profile})
-    except ChapterError as err:
-        return name, str(err), time.perf_counter() - start
-    return name, None, time.perf_counter() - start
+def training_params(profile: str, training: Any) -> str:
+    """What a training job's results depend on beyond the run cache's keys, for the workflow to re-run it
+    when it changes: the training package code (config included) and the data's SHA256SUMS."""
+    from w2s_deception.cache import code_version
+    from w2s_deception.config import get_config
+    from w2s_deception.data import resolve_data_dir
+
+    sums = resolve_data_dir(get_config(profile).data_dir) / "SHA256SUMS"
+    digest = hashlib.sha256(sums.read_bytes() if sums.is_file() else b"")
+    for module in ("experiments", "preference", "mitigations", "features", "activations", "honesty", "config"):
+        digest.update(code_version(module).encode())
+    digest.update(repr((training.name, training.needs)).encode())
+    return digest.hexdigest()[:16]
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """While open, torch in this process and in kernels started from it (`OMP_NUM_THREADS`, read
-    when torch is imported) uses `n` threads."""
-    import torch
-
-    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    torch.set_num_threads(n)
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-        if env is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = env
+def chapter_params(profile: str) -> str:
+    """What every executed chapter depends on beyond its notebook and trainings: the package's source."""
+    digest = hashlib.sha256(profile.encode())
+    for path in sorted((ROOT / "src" / "w2s_deception").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
-def _report(name: str, error: str | None, seconds: float) -> bool:
-    """Print one executed chapter's outcome; True when it succeeded."""
-    print(f"FAILED {error} [{seconds:.1f} s]" if error else f"executed {name} [{seconds:.1f} s]", flush=True)
-    return error is None
-
-
-def _report_training(name: str, error: str | None, seconds: float, threads: int) -> None:
-    """Print one training's outcome (a failure is recorded by the notebook that reads it, which meets it again)."""
-    if error:
-        print(f"{name}: training failed ({error}); executing the notebook to record the error", flush=True)
-    else:
-        print(f"trained {name} [{seconds:.1f} s on {threads} thread{'s' * (threads != 1)}]", flush=True)
-
-
-def _train_here(name: str, profile: str) -> tuple[str, str | None, float, int]:
-    """`prepare_chapter` in this process: (name, the error or None, seconds, torch threads)."""
-    import torch
-
-    start, error = time.perf_counter(), None
-    try:
-        prepare_chapter(name, profile)
-    except Exception as err:  # noqa: BLE001 - reported; the notebook records it
-        error = f"{type(err).__name__}: {err}"
-    return name, error, time.perf_counter() - start, torch.get_num_threads()
-
-
-class _NoTerminal:
-    """A stream that says it is not a terminal: tqdm then draws no bars (the bars of trainings running
-    side by side would overwrite each other on one line), and the run log shows progress instead."""
-
-    def __init__(self, stream: Any):
-        self._stream = stream
-
-    def isatty(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _train_in_process(name: str, profile: str, threads: int, passive: bool) -> tuple[str, str | None, float, int]:
-    """`_train_here` in a fresh (spawned) process on `threads` torch threads, logging one line per run.
-
-    `passive`: OpenMP threads sleep instead of spinning while they wait, for when the build runs more
-    threads than the machine has cores; spinning threads then steal the cores the others need
-    (measured here: two 2-thread trainings side by side took 8.4x as long as one alone, 1.5x with
-    passive waiting). Set before torch is imported, which is when OpenMP reads it."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if passive:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
-    torch.set_num_threads(threads)
-    sys.stderr = _NoTerminal(sys.stderr)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # its loading/saving bars ignore isatty
-    hf_logging.set_verbosity_error()  # and its config warnings would repeat once per model loaded
-    with _runs_logged_to_stderr(f"[{name}] "):
-        return _train_here(name, profile)
-
-
-def execute_all(root: Path, names: Sequence[str], profile: str) -> bool:
-    """Train, then execute, the chapters one at a time in this process (a terminal shows each training's
-    progress bars); trainings on `TRAIN_THREADS`, kernels on `KERNEL_THREADS`. True when all succeeded."""
-    with nullcontext() if sys.stderr.isatty() else _runs_logged_to_stderr(), _torch_threads(TRAIN_THREADS):
-        for name in names:
-            if name in TRAINED_CHAPTERS:
-                _report_training(*_train_here(name, profile))
-    with _torch_threads(KERNEL_THREADS):
-        return all([_report(*_run_chapter(root, name, profile)) for name in names])
-
-
-def execute_side_by_side(root: Path, names: Sequence[str], profile: str, jobs: int) -> bool:
-    """Run the `side_by_side_trainings` each in its own process as soon as the trainings it needs are done
-    (the chapters' own at once, on `TRAIN_THREADS`), and execute each notebook, `jobs` at a time on
-    `KERNEL_THREADS` threads each, as soon as the trainings it reads are done (`NOTEBOOK_NEEDS`, and its
-    `AHEAD` runs). The run cache's entry locks make a run that two trainings share (a pre-trained rung, an
-    SFT model) train once. Every run is computed on the same thread count as one at a time, or on one
-    that cannot change it, so the numbers are the same; the cores idle less. True when all notebooks
-    succeeded; a failing chapter stops none of the others."""
-    trainings = side_by_side_trainings(names, profile)
-    scheduled = {t.name for t in trainings}
-    passive = sum(t.threads for t in trainings) + jobs * KERNEL_THREADS > (os.cpu_count() or 1)
-    pending, waiting, done, ok = list(trainings), list(names), set(), True
-
-    def reads(name: str) -> set[str]:
-        return (set(NOTEBOOK_NEEDS.get(name, TRAINED_CHAPTERS)) | ({name} if name in AHEAD else set())) & scheduled
-
-    # trainers spawn (fresh interpreters, so that OpenMP reads their settings); papermill changes its
-    # process's working directory while it runs, so each notebook gets its own process too
-    with (_torch_threads(KERNEL_THREADS),
-          ProcessPoolExecutor(max(len(trainings), 1), mp_context=multiprocessing.get_context("spawn")) as trainers,
-          ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as kernels):
-        running: dict[Future, bool] = {}
-        while running or waiting or pending:
-            for t in [t for t in pending if set(t.needs) <= done]:
-                pending.remove(t)
-                running[trainers.submit(_train_in_process, t.name, profile, t.threads, passive)] = True
-            for name in [n for n in waiting if reads(n) <= done]:
-                waiting.remove(name)
-                running[kernels.submit(_run_chapter, root, name, profile)] = False
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if running.pop(future):
-                    result = future.result()
-                    _report_training(*result)
-                    done.add(result[0])
-                else:
-                    ok = _report(*future.result()) and ok
-    return ok
+def training_flag(runs_dir: str, profile: str, name: str) -> str:
+    """The workflow's done-flag of a training (the run cache holds its results)."""
+    return os.path.join(runs_dir, ".workflow", profile, f"{name}.done")
 
 
 def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
     """Command-line options; `--chapters` defaults to every notebook chapter in the toc."""
-    parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__,
+                                     epilog="Arguments after `--` go to snakemake, e.g. "
+                                            "`-- --profile workflow/profiles/slurm` or `-- --dry-run`.")
     parser.add_argument("--profile", default="cpu", help="model ladder: cpu, smoke or paper")
     parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
     parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help=f"notebooks executed at once, each kernel on {KERNEL_THREADS} thread (default: one per "
-                             "CPU core); above 1, the trained chapters also train side by side")
+                        help="cores for the workflow's jobs (default: all); each training and kernel uses one")
+    parser.add_argument("--chapter", choices=chapters, help=argparse.SUPPRESS)  # one workflow job: execute it
+    parser.add_argument("--render", action="store_true", help=argparse.SUPPRESS)  # the workflow's last job
     parser.add_argument("--store-test-outputs", action="store_true",
                         help="re-execute notebooks/ in place with the smoke profile (the outputs nbval compares)")
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # the workflow's jobs: its --directory
+    parser.add_argument("snakemake", nargs="*", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-@contextmanager
-def _runs_logged_to_stderr(prefix: str = "") -> Iterator[None]:
-    """While open, the package's INFO lines (one per computed cache entry, `cache.RunCache`) go to
-    stderr with the time and `prefix`: a build log has no progress bars, and this shows how far it is."""
-    log = logging.getLogger("w2s_deception")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S"))
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str]) -> list[str]:
+    """The snakemake call that builds the selected chapters (and the HTML unless --skip-html)."""
+    chapters = [] if args.chapters == notebooks else args.chapters
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+           "--directory", str(root), "--cores", str(args.jobs), "--rerun-incomplete", "--keep-going",
+           "--config", f"profile={args.profile}", f"chapters={chapters!r}".replace("'", '"'),
+           f"html={not args.skip_html}"]
+    if "--profile" not in args.snakemake:  # local: the machine's memory bounds the jobs started at once
+        import psutil
+
+        cmd += ["--resources", f"mem_mb={int(psutil.virtual_memory().total / 2**20 * 0.9)}"]
+    return cmd + list(args.snakemake)
+
+
+def _die_with_parent() -> None:
+    """In the snakemake child: get SIGTERM when the build's process ends, even by SIGKILL (Linux), so that
+    snakemake stops its jobs; each job also watches the build's pid (`trainings.watch_parent`)."""
+    import ctypes
+    import signal
+
     try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def run_workflow(cmd: list[str]) -> int:
+    """Run snakemake; Ctrl-C or SIGTERM of this process stops it and every job it started."""
+    import signal
+
+    env = {**os.environ, "W2S_BUILD_PID": str(os.getpid()), "TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+
+    def stop(signum: int, _frame: Any) -> None:
+        proc.send_signal(signal.SIGTERM)  # snakemake cancels its running jobs on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # anything left in its process group
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return proc.wait()
+
+
+def execute_one(root: Path, name: str, profile: str) -> int:
+    """One workflow job: execute a chapter's notebook (its trainings are in the run cache)."""
+    from w2s_deception.trainings import watch_parent
+
+    if os.environ.get("W2S_BUILD_PID"):
+        watch_parent(int(os.environ["W2S_BUILD_PID"]))
+    os.environ["OMP_NUM_THREADS"] = str(KERNEL_THREADS)
+    start = time.perf_counter()
+    try:
+        execute_chapter(root, name, {"profile": profile})
+    except ChapterError as err:
+        # the workflow deletes a failed job's output: keep the executed notebook, traceback included
+        executed, kept = root / "book" / f"{name}.ipynb", root / FAILED_DIR / f"{name}.ipynb"
+        if executed.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            executed.replace(kept)
+        print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]".replace(f"see book/{name}.ipynb", f"see {kept.relative_to(root)}"),
+              file=sys.stderr, flush=True)
+        return 1
+    print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
-    """Execute the selected chapters in toc order, then build the HTML only if all succeeded."""
+    """Build the book through the workflow (workflow/Snakefile): trainings, then chapters, then HTML."""
+    if argv is None and "--root" in sys.argv:  # a workflow job: the chapters of the build's root
+        root = Path(sys.argv[sys.argv.index("--root") + 1]).resolve()
     notebooks = [c for c in toc_chapters(root) if (root / "notebooks" / f"{c}.ipynb").exists()]
     args = parse_args(argv, notebooks)
     if args.store_test_outputs:
         store_test_outputs(root, args.chapters)
         return 0
+    if args.chapter:
+        return execute_one(root, args.chapter, args.profile)
     write_vega_bundle(root / STATIC_DIR)
-    if not args.skip_execute:
-        check_kernel()
-        selected = [c for c in notebooks if c in args.chapters]
-        execute = execute_all if args.jobs <= 1 else partial(execute_side_by_side, jobs=args.jobs)
-        if not execute(root, selected, args.profile):
-            print("HTML not built: fix the chapters above and rerun.", file=sys.stderr)
-            return 1
-    update_intro(root)
-    return 0 if args.skip_html else build_html(root)
+    if args.render or args.skip_execute:
+        update_intro(root)
+        return 0 if args.skip_html else build_html(root)
+    check_kernel()
+    return run_workflow(snakemake_command(root, args, notebooks))
 
 
 if __name__ == "__main__":

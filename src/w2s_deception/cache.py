@@ -55,24 +55,63 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or REPO_ROOT / "runs")
 
 
-def code_version(modules: Iterable[str], package: str = __package__) -> str:
-    """Hash (12 hex) the code of the named package modules, so result-determining code edits change keys.
+# Package modules no run's code key hashes, and why: the config's values enter every run's spec (so an
+# edit to a chapter's defaults retrains nothing that it does not change), and the cache stores results
+# without computing them. Every other module a run's code imports, directly or not, is hashed.
+KEY_EXEMPT = {"config": "its values enter every run's spec", "cache": "stores results, computes none"}
 
-    Hashed once per process: a run must be keyed by the code it executes, and a module edited on
-    disk while a long job runs is not the code that job imported.
+
+def code_version(module: str, package: str = __package__) -> str:
+    """Hash (12 hex) the code a run executes: the module that computes it and every package module it
+    imports, directly or not (found from the source, `imported_modules`), bar `KEY_EXEMPT`. An edit to any
+    of them changes the key; an edit elsewhere (a chart, a notebook) retrains nothing.
+
+    Hashed once per process: a run must be keyed by the code it executes, and a module edited on disk
+    while a long job runs is not the code that job imported.
     """
-    return _code_version(tuple(sorted(set(modules))), package)
+    return _code_version(module.rsplit(".", 1)[-1], package)
 
 
 @functools.cache
-def _code_version(modules: tuple[str, ...], package: str) -> str:
+def _code_version(module: str, package: str) -> str:
     digest = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(f"{package}.{name}")
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"no module {package}.{name} to hash")
-        digest.update(f"{name}\0{code_text(Path(spec.origin).read_text(encoding='utf-8'))}\0".encode())
+    for name in sorted(imported_modules(module, package) - set(KEY_EXEMPT)):
+        digest.update(f"{name}\0{code_text(_module_source(name, package))}\0".encode())
     return digest.hexdigest()[:12]
+
+
+def _module_source(name: str, package: str) -> str:
+    """The source text of a package module."""
+    spec = importlib.util.find_spec(f"{package}.{name}")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"no module {package}.{name} to hash")
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+@functools.cache
+def imported_modules(module: str, package: str = __package__) -> frozenset[str]:
+    """`module` and every module of `package` it imports, directly or through others (relative or absolute
+    imports anywhere in the source, inside functions too), by name within the package."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse(_module_source(name, package))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1 and node.module:  # from .x import y
+                    todo.append(node.module.split(".")[0])
+                elif node.level == 1:  # from . import x, y
+                    todo.extend(alias.name for alias in node.names)
+                elif node.module and node.module.split(".")[0] == package:  # from package.x import y
+                    parts = node.module.split(".")
+                    todo.extend([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+            elif isinstance(node, ast.Import):
+                todo.extend(alias.name.split(".")[1] for alias in node.names
+                            if alias.name.startswith(f"{package}.") and alias.name.count(".") >= 1)
+    return frozenset(n for n in seen if importlib.util.find_spec(f"{package}.{n}") is not None)
 
 
 def code_text(source: str) -> str:
@@ -368,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=None, help=f"runs folder (default ${RUNS_DIR_ENV} or {REPO_ROOT / 'runs'})")
     args = parser.parse_args(argv)
     root = args.runs_dir or default_runs_dir()
+    if not root.is_dir():
+        print(f"no runs folder at {root} ({'not a folder' if root.exists() else 'missing'}): pass --runs-dir or set "
+              f"{RUNS_DIR_ENV}", file=sys.stderr)
+        return 2
     if args.command == "list":
         table = list_entries(root)
         print(table.to_string(index=False) if len(table) else f"no entries in {root}")

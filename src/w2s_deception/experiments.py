@@ -16,19 +16,17 @@ from tqdm.auto import tqdm
 
 from .cache import Entry, RunCache, code_version, default_runs_dir
 from .config import Config, ConfigError
-from .data import encode_pair, load_pairs
+from .data import data_key, encode_pair, load_pairs
 from .features import feature_entry, split_limit, split_name
-from .ladder import data_fingerprint, gguf_path, load_reader, load_tokenizer_for
+from .ladder import gguf_path, load_reader, load_tokenizer_for, trunk_key
 from .metrics import sigmoid
 from .models import RewardModel
 from .results import confidences, test_rows
 from .train import PairExamples, predict_margins, train_reward_model
 
 HARMLESS = ("train_gt", "train_w2s", "test")
-# Every module whose code a reward-model result depends on (features: the cached trunk outputs a
-# `head` run trains on; metrics: the sigmoid that turns margins into confidences).
-RESULT_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "results",
-                  "experiments"]
+# the data files every reward-model run's key hashes: the harmless splits and the helpful pairs
+RM_READS = tuple(split_name(s) for s in (*HARMLESS, "helpful"))
 
 
 def open_cache(cfg: Config) -> RunCache:
@@ -36,9 +34,11 @@ def open_cache(cfg: Config) -> RunCache:
     return RunCache(cfg.runs_dir or default_runs_dir())
 
 
-def _base_spec(cfg: Config) -> dict:
-    """What every reward-model run's result depends on besides its own scenario."""
-    return {"train": cfg.training_spec(), "data": data_fingerprint(cfg.data_dir), "code": code_version(RESULT_MODULES)}
+def _base_spec(cfg: Config, rung: str) -> dict:
+    """What a reward-model run of `rung` depends on besides its own scenario: the training settings, the
+    rung's weights, the bytes of the data and the code it runs."""
+    return {"train": cfg.training_spec(), "trunk": trunk_key(cfg, cfg.rung(rung)),
+            "data": data_key(RM_READS, cfg.data_dir), "code": code_version(__name__)}
 
 
 def _examples(cfg: Config, rung: str, split: str, cache: RunCache,
@@ -123,7 +123,7 @@ def _train_and_predict(cfg: Config, rung: str, examples: PairExamples, objective
 
 def gt_entry(cfg: Config, rung: str, seed: int, cache: RunCache) -> Entry:
     """θ^gt: the rung trained on ground truth (`train_gt`), scored on every harmless split."""
-    spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).spec(), "seed": seed, **_base_spec(cfg)}
+    spec = {"scenario": "rm_gt", "rung": cfg.rung(rung).spec(), "seed": seed, **_base_spec(cfg, rung)}
 
     def compute(tmp):
         ex, ids = _examples(cfg, rung, "train_gt", cache)
@@ -140,7 +140,7 @@ def w2s_entry(cfg: Config, weak: str, strong: str, objective: str, seed: int, ca
     teacher = gt_entry(cfg, weak, seed, cache)
     alpha = cfg.alpha if objective == "explicit" else 0.0
     spec = {"scenario": "rm_w2s", "strong": cfg.rung(strong).spec(), "teacher": teacher.record["key"],
-            "objective": objective, "alpha": alpha, "seed": seed, **_base_spec(cfg)}
+            "objective": objective, "alpha": alpha, "seed": seed, **_base_spec(cfg, strong)}
 
     def compute(tmp):
         ex, _ = _examples(cfg, strong, "train_w2s", cache, target=confidences(teacher, "train_w2s"))

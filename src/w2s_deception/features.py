@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from .cache import Entry, RunCache, code_version
 from .config import Config
-from .data import encode_pair, load_pairs, pad_batch
-from .ladder import data_fingerprint, load_reader
+from .data import data_key, encode_pair, load_pairs, pad_batch
+from .ladder import load_reader, trunk_key
 from .models import RewardModel
 
 
@@ -32,9 +32,9 @@ def split_limit(cfg: Config, split: str) -> int | None:
 
 def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
     """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning)."""
-    spec = {"rung": cfg.rung(rung).spec(), "split": split, "limit": split_limit(cfg, split),
-            "max_length": cfg.max_length, "data": data_fingerprint(cfg.data_dir),
-            "code": code_version(["data", "corpus", "ladder", "models", "features"])}
+    spec = {"rung": cfg.rung(rung).spec(), "trunk": trunk_key(cfg, cfg.rung(rung)), "split": split,
+            "limit": split_limit(cfg, split), "max_length": cfg.max_length,
+            "data": data_key([split_name(split)], cfg.data_dir), "code": code_version(__name__)}
 
     def compute(tmp):
         pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))

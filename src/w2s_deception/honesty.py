@@ -9,7 +9,6 @@ The kept pairs are shuffled with a fixed seed and cut into 400 GT / 400 weak / 4
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from .data import ASSISTANT, HUMAN, COLUMNS, DataError, resolve_data_dir
+from .data import ASSISTANT, HUMAN, COLUMNS, DataError, read_jsonl, resolve_data_dir
 
 TASKS = ("FalseQA", "NEC", "RefuNQ")
+READS = tuple(f"unknownbench/{task}_unanswerable.jsonl" for task in TASKS)  # the files its runs' keys hash
 ROLES = ("train_gt", "train_w2s", "test")
 PAIRS_PER_ROLE = 400
 SPLIT_SEED = 0
@@ -49,16 +49,9 @@ def read_unanswerable(data_dir: str | Path | None = None) -> pd.DataFrame:
         if not path.is_file():
             raise DataError(f"no UnknownBench file {path}; the honesty task reads {root}/<task>_unanswerable.jsonl "
                             f"for tasks {TASKS}")
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {number}: not valid JSON ({exc})") from exc
-                if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                    raise DataError(f"{path} line {number}: expected a JSON object with a string 'prompt'")
-                rows.append({"task": task, "line": number, "question": record["prompt"].strip(),
-                             "gpt4": record.get("gpt4_response"), "llama2": record.get("llama2_13b_chat_response")})
+        for number, record in read_jsonl(path, {"prompt": str}, data_dir):
+            rows.append({"task": task, "line": number, "question": record["prompt"].strip(),
+                         "gpt4": record.get("gpt4_response"), "llama2": record.get("llama2_13b_chat_response")})
     return pd.DataFrame(rows)
 
 

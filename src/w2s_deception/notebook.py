@@ -3,6 +3,7 @@ under nbval), and what a chapter hands to the book: its verdicts and its per-pai
 
 from __future__ import annotations
 
+import gzip
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,33 @@ def quiet_chapter() -> None:
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     pd.set_option("display.precision", 3)
+
+
+def check_parameters(namespace: dict[str, Any]) -> None:
+    """Refuse parameters that papermill injected but the chapter's parameters cell does not declare (papermill
+    itself only warns, and a misspelt `-p treshold 0.9` would run the chapter with the default T).
+
+    Reads the kernel's input history (`_ih`): papermill's injected cell starts with "# Parameters" and runs
+    right after the parameters cell. Without an injected cell (Jupyter, nbval) there is nothing to check.
+    """
+    import ast
+
+    from .config import ConfigError
+
+    history = [src for src in namespace.get("_ih", []) if isinstance(src, str)]
+    injected = [i for i, src in enumerate(history) if src.lstrip().startswith("# Parameters")]
+    if not injected or injected[-1] == 0:
+        return
+
+    def assigned(source: str) -> set[str]:
+        return {t.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+
+    declared, given = assigned(history[injected[-1] - 1]), assigned(history[injected[-1]])
+    unknown = sorted(given - declared)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}: this chapter's parameters are "
+                          f"{', '.join(sorted(declared))}")
 
 
 # ---------------------------------------------------------------------------
@@ -90,28 +118,39 @@ def record_verdicts(chapter: str, verdicts: pd.DataFrame, profile: str | None = 
     return Display(table.bundle, {VERDICTS_KEY: payload})
 
 
+RESULTS_MAX_BYTES = 5_000_000  # a results file is committed with the book: it must stay small
+
+
 def write_results(table: pd.DataFrame, path: Path, decimals: int = 6) -> Path:
-    """Write `table` as CSV with floats rounded to `decimals` places (byte-identical for equal tables)."""
+    """Write `table` as gzipped CSV (`path` ends in .csv.gz) with floats rounded to `decimals` places,
+    byte-identical for equal tables (no timestamp in the gzip header); refuse a file over 5 MB."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.round(decimals).to_csv(path, index=False, lineterminator="\n")
+    text = table.round(decimals).to_csv(index=False, lineterminator="\n")
+    data = gzip.compress(text.encode(), compresslevel=9, mtime=0)  # no name or time in the header
+    if len(data) > RESULTS_MAX_BYTES:
+        raise ValueError(f"{path.name}: {len(data):,} bytes compressed, over the {RESULTS_MAX_BYTES:,} kept with the book")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
     return path
 
 
 def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None) -> Display:
-    """Write a chapter's per-pair results to `book/_static/results/<chapter>.csv` and link to it.
+    """Write a chapter's per-pair results to `book/_static/results/<chapter>.csv.gz` (committed with the
+    book, so every rendered copy links to a real file) and link to it.
 
     Written only when the chapter runs in the book (`book_root`); elsewhere only the link is
     shown, so test runs leave the book's file alone. The link is relative to the chapter's page
-    in the built HTML (`book/<chapter>.html` → `_static/results/<chapter>.csv`).
+    in the built HTML (`book/<chapter>.html` → `_static/results/<chapter>.csv.gz`).
     """
     root = book_root() if root is None else root
-    name = f"{chapter}.csv"
+    name = f"{chapter}.csv.gz"
     if root is not None:
         write_results(table, root / RESULTS_DIR / name)
     columns = ", ".join(table.columns)
     url = f"{RESULTS_URL}/{name}"
     markdown = (f"Per-pair results of this run: [`{name}`]({url}) ({len(table):,} rows; columns {columns}; "
-                "floats rounded to 6 decimals).")
+                "floats rounded to 6 decimals; gzipped CSV).")
     html = (f'<p>Per-pair results of this run: <a href="{url}"><code>{name}</code></a> ({len(table):,} rows; '
-            f"columns {columns}; floats rounded to 6 decimals).</p>")
+            f"columns {columns}; floats rounded to 6 decimals; gzipped CSV).</p>")
     return Display({"text/html": html, "text/markdown": markdown, "text/plain": f"Per-pair results: {url}"})

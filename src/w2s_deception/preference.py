@@ -20,23 +20,24 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from . import arithmetic
 from .cache import Entry, RunCache, code_version
 from .config import PO_METHODS, PO_RUNGS, Config, ConfigError, get_config
-from .data import encode_pair, load_pairs, pad_batch
+from .data import data_key, encode_pair, load_pairs, pad_batch
+from .activations import activation_entry, keep_top_blocks, load_states, pad_states
+from .honesty import READS as HONESTY_READS
 from .honesty import honesty_pairs
 from .features import split_name
-from .ladder import data_fingerprint, load_tokenizer_for, load_trunk
+from .ladder import load_tokenizer_for, load_trunk, trunk_key
 from .losses import dpo_loss, po_objective, sft_nll, simpo_loss
 from .metrics import dpo_confidence, simpo_confidence
 from .results import confidences, test_rows
 from .train import fit, predict_rows
 
-PO_MODULES = ["data", "corpus", "ladder", "models", "features", "losses", "metrics", "train", "results", "honesty",
-              "preference"]
 PO_OBJECTIVES = ("no_conflict", "explicit", "implicit")
 KEEP = ("all", "oracle", "confident")  # which teacher-labelled pairs a student trains on (App. M)
 SFT_FIELDS = ("po_finetune", "sft_lr", "po_pairs", "batch_size", "micro_batch", "max_length", "pretrain_batch",
-              "pretrain_lr", "task")
+              "pretrain_lr", "task", "frozen_blocks")
 WARMUP = 0.1  # SFT: linear warm-up over the first 10 % of steps, then constant (SPEC §2)
 
 
@@ -53,7 +54,9 @@ class PolicyPairs(Dataset):
     """Tokenised pairs in training order: `first` is the response to prefer, `second` the other.
 
     `gt_first` says whether `first` is the ground-truth chosen response (False where weak labels
-    swapped the pair); `ref_*` are the reference model's summed response log-probs (DPO only).
+    swapped the pair); `ref_*` are the reference model's summed response log-probs (DPO only);
+    `*_states` the cached output of a frozen bottom for each sequence (`activations`), which the
+    policy's top blocks read instead of the token ids.
     """
 
     first: list[list[int]]
@@ -65,6 +68,8 @@ class PolicyPairs(Dataset):
     pad_id: int
     ref_first: torch.Tensor | None = None
     ref_second: torch.Tensor | None = None
+    first_states: list[np.ndarray] | None = None
+    second_states: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.first)
@@ -85,32 +90,40 @@ class PolicyPairs(Dataset):
                  "gt_first": self.gt_first[idx], "helpful": self.helpful[idx]}
         if self.ref_first is not None:
             batch["ref_first"], batch["ref_second"] = self.ref_first[idx], self.ref_second[idx]
+        if self.first_states is not None:
+            batch["inputs_embeds"] = pad_states([self.first_states[i] for i in idx] + [self.second_states[i] for i in idx])
         return batch
 
     def ordered(self, first_wins: np.ndarray) -> PolicyPairs:
         """The same pairs, swapped where `first_wins` is False (a teacher's predicted order)."""
         keep = [bool(k) for k in first_wins]
-        pick = lambda a, b: [x if k else y for x, y, k in zip(a, b, keep)]  # noqa: E731
+        pick = lambda a, b: None if a is None else [x if k else y for x, y, k in zip(a, b, keep)]  # noqa: E731
         return replace(self, first=pick(self.first, self.second), second=pick(self.second, self.first),
                        first_start=pick(self.first_start, self.second_start),
                        second_start=pick(self.second_start, self.first_start),
+                       first_states=pick(self.first_states, self.second_states),
+                       second_states=pick(self.second_states, self.first_states),
                        gt_first=self.gt_first == torch.tensor(keep))
 
     def subset(self, idx: np.ndarray) -> PolicyPairs:
         """The pairs at positions `idx`, in that order."""
         idx = [int(i) for i in idx]
-        pick = lambda a: [a[i] for i in idx]  # noqa: E731
+        pick = lambda a: None if a is None else [a[i] for i in idx]  # noqa: E731
         ref = lambda t: None if t is None else t[idx]  # noqa: E731
         return replace(self, first=pick(self.first), second=pick(self.second), first_start=pick(self.first_start),
                        second_start=pick(self.second_start), gt_first=self.gt_first[idx], helpful=self.helpful[idx],
-                       ref_first=ref(self.ref_first), ref_second=ref(self.ref_second))
+                       ref_first=ref(self.ref_first), ref_second=ref(self.ref_second),
+                       first_states=pick(self.first_states), second_states=pick(self.second_states))
 
     @staticmethod
     def concat(a: PolicyPairs, b: PolicyPairs) -> PolicyPairs:
         """Both sets of pairs in one stream (harmless + helpful for the implicit objective)."""
+        states = (lambda x, y: None if x is None else x + y)  # noqa: E731
         return PolicyPairs(a.first + b.first, a.second + b.second, a.first_start + b.first_start,
                            a.second_start + b.second_start, torch.cat([a.gt_first, b.gt_first]),
-                           torch.cat([a.helpful, b.helpful]), a.pad_id)
+                           torch.cat([a.helpful, b.helpful]), a.pad_id,
+                           first_states=states(a.first_states, b.first_states),
+                           second_states=states(a.second_states, b.second_states))
 
 
 class _SFTBatches(Dataset):
@@ -136,6 +149,10 @@ class _SFTBatches(Dataset):
 
     def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
         ids, mask = pad_batch([self.pairs.first[i] for i in idx], self.pairs.pad_id, side="right")
+        if self.pairs.first_states is not None:
+            return {"input_ids": ids, "attention_mask": mask,
+                    "response_start": torch.tensor([self.pairs.first_start[i] for i in idx]),
+                    "inputs_embeds": pad_states([self.pairs.first_states[i] for i in idx])}
         return {"input_ids": ids, "attention_mask": mask,
                 "response_start": torch.tensor([self.pairs.first_start[i] for i in idx])}
 
@@ -146,11 +163,23 @@ def policy_split_limit(cfg: Config, split: str) -> int | None:
 
 
 def task_pairs(cfg: Config, split: str) -> datasets.Dataset:
-    """A split of the config's task (`helpful`: hh-helpful/train for every task), capped as configured."""
+    """A split of the config's task, capped as configured. `helpful` is the implicit conflict's pairs:
+    hh-helpful/train for the HH tasks, the `?` instruction's pairs for the arithmetic task."""
     limit = policy_split_limit(cfg, split)
+    if cfg.task == "arithmetic":
+        return arithmetic.pairs(split, limit=limit)
     if cfg.task == "honesty" and split != "helpful":
         return honesty_pairs(split, cfg.data_dir, limit=limit)
     return load_pairs(split_name(split), cfg.data_dir, limit=limit)
+
+
+def task_data_key(cfg: Config) -> dict:
+    """The bytes of the data a policy run of the config's task reads (its splits and the helpful pairs), for
+    its cache key; the arithmetic task's pairs are generated, so its code (hashed) is its data."""
+    if cfg.task == "arithmetic":
+        return {"generated": arithmetic.VERSION}
+    splits = HONESTY_READS if cfg.task == "honesty" else tuple(split_name(s) for s in ("train_gt", "train_w2s", "test"))
+    return data_key((*splits, split_name("helpful")), cfg.data_dir)
 
 
 def load_policy_pairs(cfg: Config, rung: str, split: str, cache: RunCache) -> tuple[PolicyPairs, np.ndarray]:
@@ -163,19 +192,29 @@ def load_policy_pairs(cfg: Config, rung: str, split: str, cache: RunCache) -> tu
     out = PolicyPairs([c[0] for c in chosen], [r[0] for r in rejected], [c[1] for c in chosen],
                       [r[1] for r in rejected], torch.ones(n, dtype=torch.bool),
                       torch.full((n,), split == "helpful"), tok.pad_token_id)
-    return out, np.asarray(pairs["pair_id"])
+    ids = np.asarray(pairs["pair_id"])
+    if cfg.frozen_blocks:  # the top blocks read the frozen bottom's cached output
+        key = {"task": cfg.task, "split": split, "limit": policy_split_limit(cfg, split), "max_length": cfg.max_length,
+               "data": task_data_key(cfg)}
+        entry = activation_entry(cfg, rung, split, cache, out.first + out.second, tok.pad_token_id, ids, key)
+        states = load_states(entry)
+        out = replace(out, first_states=states[:n], second_states=states[n:])
+    return out, ids
 
 
 def response_logps(lm: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   response_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   response_start: torch.Tensor, inputs_embeds: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of log p(token | prefix) over each row's response tokens, and their count.
 
     Rows are right-padded; row i's response occupies positions ≥ response_start[i] among its real
     tokens. Position 0 has no prefix, so it is never scored (matters once truncation cut the prompt).
     The LM head runs on scored positions only: on small policies with a 4,096-token vocabulary it is
-    most of the compute, and prompts are about half of every sequence.
+    most of the compute, and prompts are about half of every sequence. With `inputs_embeds` (a frozen
+    bottom's cached output, `activations`) `lm` is the top blocks and reads those instead of the ids.
     """
-    out = lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
+    given = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+    out = lm(**given, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
     position = torch.arange(1, input_ids.shape[1], device=input_ids.device)
     scored = (position[None, :] >= response_start[:, None]) & attention_mask[:, 1:].bool()
     logits = lm.get_output_embeddings()(out.hidden_states[-1][:, :-1][scored])
@@ -199,14 +238,14 @@ class ResponseScorer(torch.nn.Module):
         # what FSDP's wrap policy reads when its config names no layer class: the LM's decoder layers
         self._no_split_modules = getattr(lm, "_no_split_modules", None)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                response_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return response_logps(self.lm, input_ids, attention_mask, response_start)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: torch.Tensor,
+                inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return response_logps(self.lm, input_ids, attention_mask, response_start, inputs_embeds)
 
 
 def pair_logps(scorer: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Summed response log-probs and token counts of the `first` and `second` rows of a batch."""
-    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"])
+    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"], batch.get("inputs_embeds"))
     b = len(s) // 2
     return s[:b], n[:b], s[b:], n[b:]
 
@@ -224,11 +263,12 @@ def score_pairs(lm: torch.nn.Module, pairs: PolicyPairs, batch_size: int) -> pd.
                          "logp_second": out[:, 2], "n_second": out[:, 3].astype(int)})
 
 
-def po_confidence(method: str, logp_c: np.ndarray, n_c: np.ndarray, logp_r: np.ndarray, n_r: np.ndarray) -> np.ndarray:
-    """A policy's confidence that the GT-chosen response is preferred (SPEC §1)."""
+def po_confidence(method: str, logp_c: np.ndarray, n_c: np.ndarray, logp_r: np.ndarray, n_r: np.ndarray,
+                  dpo_norm: float = 50.0) -> np.ndarray:
+    """A policy's confidence that the GT-chosen response is preferred (SPEC §1; DPO's L = `dpo_norm`)."""
     if method == "simpo":
         return simpo_confidence(logp_c / np.maximum(n_c, 1), logp_r / np.maximum(n_r, 1))
-    return dpo_confidence(logp_c, logp_r)
+    return dpo_confidence(logp_c, logp_r, dpo_norm)
 
 
 def po_loss_fn(cfg: Config, method: str, objective: str):
@@ -255,12 +295,15 @@ def po_loss_fn(cfg: Config, method: str, objective: str):
 
 
 def _sft_loss(scorer: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"])
+    s, n = scorer(batch["input_ids"], batch["attention_mask"], batch["response_start"], batch.get("inputs_embeds"))
     return sft_nll(s, n)
 
 
 def _trainable(cfg: Config, lm: PreTrainedModel) -> torch.nn.Module:
-    """The policy to optimise: the whole LM, or LoRA adapters on it (App. H: r = 8, α = 16)."""
+    """The policy to optimise: the whole LM, or LoRA adapters on it (App. H: r = 8, α = 16), on its top
+    blocks only when `frozen_blocks` are frozen and read from the activation cache."""
+    if cfg.frozen_blocks:
+        lm = keep_top_blocks(lm, cfg.frozen_blocks)
     if cfg.po_finetune == "lora":
         return get_peft_model(lm, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     return lm
@@ -277,7 +320,7 @@ def _train_spec(cfg: Config, method: str, objective: str) -> dict:
     spec["alpha"] = cfg.alpha if objective == "explicit" else 0.0
     if objective != "implicit":
         spec["po_helpful"] = 0
-    for unused in (("dpo_beta", "dpo_epochs") if method == "simpo" else ("simpo_beta", "simpo_gamma", "po_epochs")):
+    for unused in (("dpo_beta", "dpo_epochs", "dpo_norm") if method == "simpo" else ("simpo_beta", "simpo_gamma", "po_epochs")):
         spec.pop(unused)
     return spec
 
@@ -341,9 +384,9 @@ def sft_entry(cfg: Config, rung: str, seed: int, cache: RunCache, sup: Supervisi
     """The rung after SFT on the preferred responses of its supervision (GT-chosen, or weak-chosen in
     the teacher's order). Keeps the weights (the policy's starting point and DPO's reference)."""
     po = cfg.training_spec("po")
-    spec = {"scenario": "po_sft", "rung": cfg.rung(rung).spec(), "supervision": sup.spec(), "seed": seed,
-            "train": {k: po[k] for k in SFT_FIELDS}, "data": data_fingerprint(cfg.data_dir),
-            "code": code_version(PO_MODULES)}
+    spec = {"scenario": "po_sft", "rung": cfg.rung(rung).spec(), "trunk": trunk_key(cfg, cfg.rung(rung)),
+            "supervision": sup.spec(), "seed": seed, "train": {k: po[k] for k in SFT_FIELDS},
+            "data": task_data_key(cfg), "code": code_version(__name__)}
 
     def compute(tmp):
         pairs = _training_pairs(cfg, rung, cache, sup)
@@ -379,7 +422,7 @@ def _train_policy(cfg: Config, method: str, objective: str, rung: str, seed: int
         ev, ids = load_policy_pairs(cfg, rung, split, cache)
         s = score_pairs(model, ev, cfg.micro_batch)
         conf = po_confidence(method, s["logp_first"].to_numpy(), s["n_first"].to_numpy(),
-                             s["logp_second"].to_numpy(), s["n_second"].to_numpy())
+                             s["logp_second"].to_numpy(), s["n_second"].to_numpy(), cfg.dpo_norm)
         frames.append(pd.DataFrame({"split": split, "pair_id": ids, "logp_chosen": s["logp_first"],
                                     "n_chosen": s["n_first"], "logp_rejected": s["logp_second"],
                                     "n_rejected": s["n_second"], "confidence": conf}))
@@ -395,8 +438,7 @@ def policy_entry(cfg: Config, method: str, rung: str, objective: str, seed: int,
     sft = sft_entry(cfg, rung, seed, cache, sup)
     spec = {"scenario": "po", "method": method, "rung": cfg.rung(rung).spec(), "supervision": sup.spec(),
             "sft": sft.record["key"], "objective": objective, "eval": list(eval_splits), "seed": seed,
-            "train": _train_spec(cfg, method, objective), "data": data_fingerprint(cfg.data_dir),
-            "code": code_version(PO_MODULES)}
+            "train": _train_spec(cfg, method, objective), "data": task_data_key(cfg), "code": code_version(__name__)}
 
     def compute(tmp):
         pairs = _training_pairs(cfg, rung, cache, sup)
