@@ -244,11 +244,6 @@ def chapter_params(profile: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def training_flag(runs_dir: str, profile: str, name: str) -> str:
-    """The workflow's done-flag of a training (the run cache holds its results)."""
-    return os.path.join(runs_dir, ".workflow", profile, f"{name}.done")
-
-
 def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
     """Command-line options; `--chapters` defaults to every notebook chapter in the toc."""
     parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__,
@@ -300,6 +295,8 @@ def run_workflow(cmd: list[str]) -> int:
     """Run snakemake; Ctrl-C or SIGTERM of this process stops it and every job it started."""
     import signal
 
+    # no progress bars in the jobs (e.g. transformers' GGUF conversion, which ignores isatty): the log shows
+    # one line per computed run instead
     env = {**os.environ, "W2S_BUILD_PID": str(os.getpid()), "TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 
