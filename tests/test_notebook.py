@@ -6,11 +6,12 @@ import gzip
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.formatters import format_display_data
 
-from w2s_deception.notebook import VERDICTS_KEY, book_root, record_verdicts, results_link, write_results
+from w2s_deception.notebook import VERDICTS_KEY, book_root, pool_parts, record_verdicts, results_link, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,3 +131,26 @@ def test_check_thresholds_refuses_before_training(thresholds, message) -> None:
     with pytest.raises(ConfigError, match=message):
         check_thresholds(thresholds)
     assert check_thresholds(0.8) == [0.8] and check_thresholds([0.7, 0.85]) == [0.7, 0.85]
+
+
+def test_pool_parts_keeps_a_shared_row_once_with_every_part() -> None:
+    """The same run in two parts is one row listing both; a run of one part keeps its own row; a row
+    that differs only in a NaN-bearing column (a filter's `keep`) stays separate."""
+    run = pd.DataFrame({"model": ["gt", "gt"], "pair_id": [0, 1], "confidence": [0.25, 0.75]})
+    other = pd.DataFrame({"model": ["gt"], "pair_id": [0], "confidence": [0.5]})
+    kept = run.assign(keep="confidence")
+    pooled = pool_parts({"simpo": run, "alpha 0.5": run, "dpo": other, "filter": kept})
+    assert pooled.to_dict("list") == {
+        "model": ["gt", "gt", "gt", "gt", "gt"], "pair_id": [0, 1, 0, 0, 1],
+        "confidence": [0.25, 0.75, 0.5, 0.25, 0.75],
+        "keep": [np.nan, np.nan, np.nan, "confidence", "confidence"],
+        "part": ["simpo; alpha 0.5", "simpo; alpha 0.5", "dpo", "filter", "filter"]}
+
+
+def test_results_link_rounds_to_the_decimals_asked_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "_toc.yml").write_text("root: book/intro\n", encoding="utf-8")
+    (tmp_path / "book").mkdir()
+    data, _ = format_display_data(results_link("ch", long_table(), root=tmp_path, decimals=3))
+    text = gzip.decompress((tmp_path / "book" / "_static" / "results" / "ch.csv.gz").read_bytes()).decode()
+    assert text.splitlines()[1:] == ["gt,s-pico,s-pico,0,7,0.123", "explicit,s-pico,s-mini,0,7,0.667"]
+    assert "rounded to 3 decimals" in data["text/html"]

@@ -7,6 +7,7 @@ import gzip
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported by quiet_chapter, after warnings are silenced
@@ -135,7 +136,17 @@ def write_results(table: pd.DataFrame, path: Path, decimals: int = 6) -> Path:
     return path
 
 
-def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None) -> Display:
+def pool_parts(parts: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One per-pair table of several parts of a chapter; a row that parts share (the same cached run,
+    e.g. SimPO at α = 0.5 in the α sweep) is kept once, with every part it belongs to in `part`."""
+    import pandas as pd
+
+    table = pd.concat([frame.assign(part=name) for name, frame in parts.items()], ignore_index=True)
+    columns = [c for c in table.columns if c != "part"]
+    return table.groupby(columns, dropna=False, sort=False)["part"].agg("; ".join).reset_index()
+
+
+def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None, decimals: int = 6) -> Display:
     """Write a chapter's per-pair results to `book/_static/results/<chapter>.csv.gz` (committed with the
     book, so every rendered copy links to a real file) and link to it.
 
@@ -146,11 +157,11 @@ def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None) ->
     root = book_root() if root is None else root
     name = f"{chapter}.csv.gz"
     if root is not None:
-        write_results(table, root / RESULTS_DIR / name)
+        write_results(table, root / RESULTS_DIR / name, decimals)
     columns = ", ".join(table.columns)
     url = f"{RESULTS_URL}/{name}"
     markdown = (f"Per-pair results of this run: [`{name}`]({url}) ({len(table):,} rows; columns {columns}; "
-                "floats rounded to 6 decimals; gzipped CSV).")
+                f"floats rounded to {decimals} decimals; gzipped CSV).")
     html = (f'<p>Per-pair results of this run: <a href="{url}"><code>{name}</code></a> ({len(table):,} rows; '
-            f"columns {columns}; floats rounded to 6 decimals; gzipped CSV).</p>")
+            f"columns {columns}; floats rounded to {decimals} decimals; gzipped CSV).</p>")
     return Display({"text/html": html, "text/markdown": markdown, "text/plain": f"Per-pair results: {url}"})
