@@ -246,6 +246,23 @@ def test_full_build_writes_the_site(built_site: Path) -> None:
     )
 
 
+def test_an_edited_stylesheet_reaches_the_site_and_nothing_else_reruns(built_site: Path) -> None:
+    """A rebuild after editing only `w2s.css`: the HTML re-renders and the site gets the new stylesheet
+    (Sphinx copies `_static` only when a page is out of date); the Vega bundle, unchanged, keeps its
+    time, so a further rebuild renders nothing."""
+    root = built_site.parents[1]
+    css, bundle = root / "book" / "_static" / "w2s.css", root / "book" / "_static" / "vega-bundle.js"
+    css.write_text(css.read_text(encoding="utf-8") + "/* edited */\n", encoding="utf-8")
+    written = bundle.stat().st_mtime_ns
+    assert main(["--profile", "smoke"], root=root) == 0
+    assert (built_site / "_static" / "w2s.css").read_text(encoding="utf-8").endswith("/* edited */\n")
+    assert bundle.stat().st_mtime_ns == written
+    page = built_site / "book" / "intro.html"  # the root page: re-written by every render
+    rendered = page.stat().st_mtime_ns
+    assert main(["--profile", "smoke"], root=root) == 0
+    assert page.stat().st_mtime_ns == rendered
+
+
 def test_built_pages_load_nothing_from_outside_the_site(built_site: Path) -> None:
     """No built page loads a script or stylesheet from an http(s) (or protocol-relative) URL."""
     pages = sorted(built_site.rglob("*.html"))

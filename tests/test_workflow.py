@@ -24,10 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 def copy_root(root: Path) -> Path:
     """A repo root with the real toc, config and notebooks (what the workflow's graph reads)."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("_toc.yml", "_config.yml"):
+    for name in ("_toc.yml", "_config.yml", "references.bib"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "notebooks", root / "notebooks")
-    (root / "book").mkdir()
+    shutil.copytree(REPO / "book" / "_ext", root / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "book" / "_static" / "results").mkdir(parents=True)
+    for name in ("intro.md", "_static/w2s.css"):
+        shutil.copy(REPO / "book" / name, root / "book" / name)
+    (root / "book" / "_static" / "results" / "simpo.csv.gz").write_bytes(b"")
     return root
 
 
@@ -84,6 +88,10 @@ def test_dry_run_graph_of_the_smoke_book(tmp_path: Path) -> None:
     for name, job in chapters.items():
         assert flags(job) == set(notebook_needs(name, list(trainings.values()))), name
     assert len(jobs["html"]) == 1
+    # the site re-renders when its text, styles or Sphinx extension change, not for a chapter's results file
+    html_inputs = set(jobs["html"][0]["input"].split(", "))
+    assert {"book/intro.md", "references.bib", "book/_static/w2s.css", "book/_ext/w2s_sphinx.py"} <= html_inputs
+    assert not any("results" in p for p in html_inputs)
 
 
 def test_paper_profile_jobs_on_slurm(tmp_path: Path) -> None:

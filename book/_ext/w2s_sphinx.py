@@ -15,6 +15,14 @@ def drop_thebe(app: Any, pagename: str, templatename: str, context: dict, doctre
                                    and "sphinx-thebe" not in str(getattr(s, "filename", s) or "")]
 
 
+def root_always_outdated(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """Re-write the root page on every build: with no page out of date Sphinx skips copying `_static`,
+    so an edited stylesheet or results file would never reach the site (the workflow renders only
+    when an input changed, so this costs one page)."""
+    return [app.config.root_doc]
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", drop_thebe, priority=900)
+    app.connect("env-get-outdated", root_always_outdated)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -68,8 +68,10 @@ def write_vega_bundle(static_dir: Path) -> Path:
 
     bundle = vl_convert.javascript_bundle(vl_version=BUNDLE_VEGA_LITE)
     path = static_dir / VEGA_BUNDLE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"(function () {{\n{bundle}\n}})();\n", encoding="utf-8")
+    text = f"(function () {{\n{bundle}\n}})();\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # unchanged: keep its time, the
+        path.parent.mkdir(parents=True, exist_ok=True)                     # workflow re-renders on newer inputs
+        path.write_text(text, encoding="utf-8")
     return path
 
 
