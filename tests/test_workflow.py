@@ -101,8 +101,10 @@ def test_paper_profile_jobs_on_slurm(tmp_path: Path) -> None:
     root = copy_root(tmp_path / "root")
     bin_dir, log = tmp_path / "bin", tmp_path / "submitted"
     bin_dir.mkdir(), log.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/bash\nn=$(ls "$FAKE_SLURM_LOG" | wc -l)\n'
-                                    '{ printf "%s\\n" "$@"; } > "$FAKE_SLURM_LOG/job-$n.txt"\necho $((1000 + n))\n')
+    # Each submission to its own file, complete before it appears (the executor submits concurrently).
+    (bin_dir / "sbatch").write_text('#!/bin/bash\ntmp=$(mktemp "$FAKE_SLURM_LOG/.job-XXXXXX")\n'
+                                    'printf "%s\\n" "$@" > "$tmp"\nmv "$tmp" "$FAKE_SLURM_LOG/job-$$.txt"\n'
+                                    'echo $((1000 + $$))\n')
     for tool in ("sacctmgr", "sshare"):
         (bin_dir / tool).write_text("#!/bin/bash\necho w2s\n")
     for tool in ("sacct", "squeue", "scontrol", "sinfo"):
@@ -125,14 +127,14 @@ def test_paper_profile_jobs_on_slurm(tmp_path: Path) -> None:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180  # submission is paced by the executor: two jobs are enough to check
-        while len(list(log.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        while len(list(log.glob("job-*"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
         time.sleep(1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     specs = {}
-    for path in log.iterdir():
+    for path in log.glob("job-*"):
         args = path.read_text().splitlines()
         target = re.search(r"--target-jobs 'train:chapter=(\w+),what=([\w.\-]+)'", "\n".join(args))
         specs[f"{target.group(1)}/{target.group(2)}"] = args
