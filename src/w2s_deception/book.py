@@ -348,8 +348,8 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         return 0
     if args.chapter:
         return execute_one(root, args.chapter, args.profile)
-    write_vega_bundle(root / STATIC_DIR)
     if args.render or args.skip_execute:
+        write_vega_bundle(root / STATIC_DIR)  # the site's charts need it; executing chapters does not
         update_intro(root)
         return 0 if args.skip_html else build_html(root)
     check_kernel()

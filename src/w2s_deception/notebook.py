@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gzip
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported by quiet_chapter, after warnings are silenced
