@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from w2s_deception import numerics
 from w2s_deception.cache import (KEY_EXEMPT, CacheError, RunCache, _code_version, code_text, code_version,
                                  imported_modules, list_entries, main, run_key, verify)
 
@@ -114,11 +114,11 @@ def test_get_or_compute_computes_once(tmp_path: Path) -> None:
     first = cache.get_or_compute("rm", SPEC, compute)
     second = cache.get_or_compute("rm", dict(reversed(list(SPEC.items()))), compute)
     assert compute.calls == 1
-    assert first.path == second.path == cache.path("rm", run_key(SPEC))
+    assert first.path == second.path == cache.path("rm", run_key(cache.keyed(SPEC)))
     assert second.results["confidence"].tolist() == [0.2, 0.5, 0.9]
     assert second.record["accuracy"] == pytest.approx(2 / 3)
     assert second.record["spec"]["data"] == "/d/hh"
-    assert second.record["threads"] == torch.get_num_threads()
+    assert second.record["spec"]["numerics"] == numerics.settings()
     assert set(second.record["files"]) == {"results.parquet", "weights.bin"}
     assert second.file("weights.bin").read_bytes() == b"\x00\x01" * 100
     assert cache.has("rm", SPEC) and not cache.has("rm", {**SPEC, "seed": 9})
@@ -194,17 +194,24 @@ def test_load_refuses_corrupt_entry(tmp_path: Path) -> None:
 
 
 def test_stale_temp_dir_ignored_and_removed(tmp_path: Path) -> None:
+    """A temp folder of a dead process of this machine is removed; one of a live process, or of another
+    machine sharing the runs folder (a cluster), whose process cannot be checked from here, is kept."""
+    from w2s_deception.cache import _HOST
+
     cache, compute = RunCache(tmp_path), Counter()
-    key = run_key(SPEC)
-    stale = tmp_path / "rm" / f".tmp-{key}-999999999-abc123"  # no such pid
+    key = run_key(cache.keyed(SPEC))
+    stale = tmp_path / "rm" / f".tmp-{key}-{_HOST}-999999999-abc123"  # no such pid here
     stale.mkdir(parents=True)
     (stale / "results.parquet").write_bytes(b"junk")
-    live = tmp_path / "rm" / f".tmp-{key}-{os.getpid()}-xyz"  # a run in progress in this process
+    live = tmp_path / "rm" / f".tmp-{key}-{_HOST}-{os.getpid()}-xyz"  # a run in progress in this process
     live.mkdir()
+    other_host = "0" * 8 if _HOST != "0" * 8 else "1" * 8
+    elsewhere = tmp_path / "rm" / f".tmp-{key}-{other_host}-999999999-def456"  # another node's run
+    elsewhere.mkdir()
     assert list_entries(tmp_path).empty
     entry = cache.get_or_compute("rm", SPEC, compute)
     assert compute.calls == 1 and verify(entry) == []
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and elsewhere.exists()
 
 
 def _slow_compute_in(root: Path) -> str:
@@ -225,7 +232,7 @@ def test_processes_sharing_a_runs_folder_compute_an_entry_once(tmp_path: Path) -
         created = pool.map(_slow_compute_in, [tmp_path, tmp_path])
     assert len((tmp_path / "calls.log").read_text().split()) == 1
     assert created[0] == created[1]
-    assert entries_and_temp_folders(tmp_path / "rm") == [run_key(SPEC)]
+    assert entries_and_temp_folders(tmp_path / "rm") == [run_key(RunCache.keyed(SPEC))]
 
 
 def test_reading_a_complete_entry_takes_no_lock(tmp_path: Path) -> None:
@@ -272,7 +279,7 @@ def test_cli_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_cli_module_entry_point(tmp_path: Path) -> None:
     RunCache(tmp_path).get_or_compute("rm", SPEC, Counter())
-    (tmp_path / "rm" / run_key(SPEC) / "weights.bin").write_bytes(b"tampered")
+    (tmp_path / "rm" / run_key(RunCache.keyed(SPEC)) / "weights.bin").write_bytes(b"tampered")
     env = {**os.environ, "W2S_RUNS_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "w2s_deception.cache", "verify"],
                           capture_output=True, text=True, env=env, check=False)
@@ -287,7 +294,7 @@ def test_each_computed_entry_logs_one_line_and_a_cached_one_none(tmp_path: Path,
         cache.get_or_compute("rm", SPEC, compute)
         cache.get_or_compute("rm", SPEC, compute)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and lines[0].startswith(f"rm entry {run_key(SPEC)[:12]} computed in ")
+    assert len(lines) == 1 and lines[0].startswith(f"rm entry {run_key(RunCache.keyed(SPEC))[:12]} computed in ")
 
 
 def test_cli_on_a_missing_or_non_folder_runs_dir_fails(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,6 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from conftest import write_sums
 from w2s_deception.data import (
     ASSISTANT,
     DataError,
@@ -36,6 +37,7 @@ def write_split(root: Path, name: str, lines: list[str]) -> Path:
     path = root / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_sums(root)
     return path
 
 

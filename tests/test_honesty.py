@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import write_sums
 from w2s_deception import honesty as H
 from w2s_deception.config import get_config
 from w2s_deception.data import DataError
@@ -63,6 +64,7 @@ def _bench(tmp_path: Path, lines: dict[str, str]) -> Path:
     (tmp_path / "unknownbench").mkdir()
     for task in H.TASKS:
         (tmp_path / "unknownbench" / f"{task}_unanswerable.jsonl").write_text(lines.get(task, ""))
+    write_sums(tmp_path)
     return tmp_path
 
 

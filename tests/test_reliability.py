@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_sums
 from w2s_deception import cache as cache_module
 from w2s_deception import experiments as E
 from w2s_deception import ladder as L
@@ -48,6 +49,7 @@ def _write(root: Path, name: str, lines: list[str]) -> Path:
     path = root / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_sums(root)
     return path
 
 
@@ -104,6 +106,7 @@ def test_non_utf8_bytes_name_file_line_and_byte_offset(tmp_path: Path) -> None:
     raw = path.read_bytes()
     bad = raw.index(b"Human: b") + 7  # the "b" of the second record
     path.write_bytes(raw[:bad] + b"\xff" + raw[bad + 1:])
+    write_sums(tmp_path)
     with pytest.raises(DataError, match=rf"train_gt.jsonl line 2, byte offset {bad}: not valid UTF-8"):
         load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
 
@@ -486,3 +489,79 @@ def test_an_edited_module_rekeys_exactly_the_runs_that_import_it(module: str, re
 )
 def test_key_ignores_presentational_parameters(overrides: dict) -> None:
     assert _keys(get_config("smoke", **overrides)) == _keys(get_config("smoke"))
+
+
+# ---------------------------------------------------------------------------
+# The data check cannot be bypassed, and odd records give one clear error naming file and line
+# ---------------------------------------------------------------------------
+
+
+def test_a_data_file_linked_from_outside_the_folder_is_still_checked(tmp_path: Path) -> None:
+    """A symbolic link from the data folder to a changed copy elsewhere is checked under its listed name."""
+    data = _data_copy(tmp_path / "data")
+    outside = tmp_path / "elsewhere.jsonl"
+    raw = bytearray((SHARED_DATA / "hh-harmless/train_gt.jsonl").read_bytes())
+    raw[raw.index(b"Assistant:") + 11] ^= 0x01
+    outside.write_bytes(bytes(raw))
+    (data / "hh-harmless/train_gt.jsonl").unlink()
+    (data / "hh-harmless/train_gt.jsonl").symlink_to(outside)
+    with pytest.raises(DataError, match=r"train_gt.jsonl: its sha256 .* differs"):
+        load_pairs("hh-harmless/train_gt", data)
+
+
+def test_a_missing_sums_file_or_line_is_an_error_not_a_skipped_check(tmp_path: Path) -> None:
+    data = _data_copy(tmp_path / "data")
+    sums = (SHARED_DATA / "SHA256SUMS").read_text()
+    (data / "SHA256SUMS").unlink()
+    (data / "SHA256SUMS").write_text("".join(line + "\n" for line in sums.splitlines() if "train_gt" not in line))
+    with pytest.raises(DataError, match=r"train_gt.jsonl: not listed in .*SHA256SUMS"):
+        load_pairs("hh-harmless/train_gt", data)
+    (data / "SHA256SUMS").unlink()
+    with pytest.raises(DataError, match=r"no SHA256SUMS in the data folder"):
+        load_pairs("hh-harmless/test", data)
+
+
+def test_a_file_changed_in_place_with_its_size_and_mtime_kept_is_caught(tmp_path: Path) -> None:
+    """The digest is memoised per file identity, which includes the change time that no edit can keep."""
+    data = tmp_path / "data"
+    path = _write(data, "hh-harmless/train_gt", [_pair_line("a"), _pair_line("b")])
+    load_pairs("hh-harmless/train_gt", data)  # digest memoised
+    stat = path.stat()
+    raw = path.read_bytes()
+    time.sleep(0.01)
+    path.write_bytes(raw.replace(b"Human: a", b"Human: c"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    with pytest.raises(DataError, match=r"train_gt.jsonl: its sha256 .* differs"):
+        load_pairs("hh-harmless/train_gt", data)
+
+
+def test_the_build_checks_every_listed_data_file_before_it_trusts_anything(tmp_path: Path) -> None:
+    from w2s_deception.data import verify_folder
+
+    assert verify_folder(SHARED_DATA) == len((SHARED_DATA / "SHA256SUMS").read_text().splitlines())
+    edited = _data_copy(tmp_path / "edited", edit="hh-raw/helpful-base-test.jsonl", update_sums=False)
+    with pytest.raises(DataError, match=r"helpful-base-test.jsonl: its sha256 .* differs"):
+        verify_folder(edited)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("[" * 45_000 + "]" * 45_000, r"line 2: JSON nested too deeply to read"),
+    (json.dumps({"chosen": "\n\nHuman: q\n\nAssistant: \ud800", "rejected": "\n\nHuman: q\n\nAssistant: b"}),
+     r"line 2: 'chosen' holds an unpaired surrogate escape"),
+])
+def test_pathological_records_name_file_and_line(line: str, message: str, tmp_path: Path) -> None:
+    _write(tmp_path, "hh-harmless/train_gt", [_pair_line(), line])
+    with pytest.raises(DataError, match=rf"train_gt.jsonl {message}"):
+        load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
+
+
+def test_a_raw_dialogue_without_an_assistant_turn_names_file_and_line(tmp_path: Path) -> None:
+    from w2s_deception.corpus import pretraining_texts
+
+    data = _data_copy(tmp_path / "data")
+    (data / "hh-raw/harmless-base-test.jsonl").unlink()
+    _write(data, "hh-raw/harmless-base-test", [_pair_line(), json.dumps({"chosen": "\n\nHuman: only a question",
+                                                                           "rejected": "\n\nHuman: q"})])
+    with pytest.raises(DataError, match=r"harmless-base-test.jsonl line 2, 'chosen': no '\\n\\nAssistant:'"):
+        pretraining_texts(data)

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 from .cache import Entry, RunCache, code_version
 from .config import Config, ConfigError
 from .data import pad_batch
+from .numerics import autocast, autocast_dtype
 
 
 def _blocks(lm: PreTrainedModel) -> tuple[torch.nn.Module, str]:
@@ -85,15 +86,18 @@ def keep_top_blocks(lm: PreTrainedModel, frozen: int) -> PreTrainedModel:
 def activation_entry(cfg: Config, rung: str, split: str, cache: RunCache, seqs: list[list[int]], pad_id: int,
                      ids: np.ndarray, key: dict) -> Entry:
     """The cached bottom states of a split's sequences (`seqs`: chosen then rejected of each pair, as the
-    policy tokenises them) for `cfg.frozen_blocks`; `key` names what the sequences depend on."""
+    policy tokenises them) for `cfg.frozen_blocks`; `key` names what the sequences depend on. Matrix products
+    in bf16 on CPUs with bf16 units (`numerics.autocast_dtype`), states kept in fp32."""
     from .ladder import load_trunk, trunk_key
 
+    dtype = autocast_dtype()
     spec = {"rung": cfg.rung(rung).spec(), "trunk": trunk_key(cfg, cfg.rung(rung)), "split": split,
-            "frozen_blocks": cfg.frozen_blocks, "sequences": key, "code": code_version(__name__)}
+            "frozen_blocks": cfg.frozen_blocks, "sequences": key, "autocast": dtype, "code": code_version(__name__)}
 
     def compute(tmp):
         lm, _ = load_trunk(cfg, cfg.rung(rung), cache)
-        states = bottom_states(lm.eval(), cfg.frozen_blocks, seqs, pad_id, desc=f"bottom {rung}/{split}")
+        with autocast(dtype):
+            states = bottom_states(lm.eval(), cfg.frozen_blocks, seqs, pad_id, desc=f"bottom {rung}/{split}")
         lengths = np.array([len(s) for s in states])
         np.save(tmp / "states.npy", np.concatenate(states).astype(np.float32))
         np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -36,13 +37,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from . import numerics
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNS_DIR_ENV = "W2S_RUNS_DIR"
 RESULTS = "results.parquet"
 RECORD = "record.json"
-RESERVED = ("kind", "key", "spec", "created", "wall_seconds", "cpu_seconds", "threads", "files")
+RESERVED = ("kind", "key", "spec", "created", "wall_seconds", "cpu_seconds", "files")
 LIST_COLUMNS = ["kind", "key", "created", "wall_seconds", "cpu_seconds", "n_rows", "ok"]
 
 
@@ -208,6 +211,16 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+# This machine, as temp folders name it: a runs folder shared by a cluster's nodes holds temp folders of
+# several machines, and only this one's processes can be checked for life.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_prefix(key: str) -> str:
+    """Prefix of the temp folder an entry is built in: its key, this machine and this process."""
+    return f".tmp-{key}-{_HOST}-{os.getpid()}-"
+
+
 def _pid_alive(pid: int) -> bool:
     """Tell whether process `pid` still runs on this machine."""
     try:
@@ -238,24 +251,33 @@ class RunCache:
         """Return the folder of entry `key` of `kind`."""
         return self.root / kind / key
 
+    @staticmethod
+    def keyed(spec: Mapping) -> dict:
+        """`spec` with the numerics runs compute under here (`numerics.settings`): its entry's full spec, so an
+        entry computed with other threads, CPU kernels or torch is never served."""
+        return {**spec, "numerics": numerics.settings()}
+
     def has(self, kind: str, spec: Mapping) -> bool:
         """Tell whether a complete (record written, not yet verified) entry exists for `spec`."""
-        return (self.path(kind, run_key(spec)) / RECORD).is_file()
+        return (self.path(kind, run_key(self.keyed(spec))) / RECORD).is_file()
 
     def load(self, kind: str, spec: Mapping) -> Entry:
         """Return the verified entry for `spec`; raise CacheError if absent or corrupt (moved aside)."""
-        path = self.path(kind, run_key(spec))
+        path = self.path(kind, run_key(self.keyed(spec)))
         if not path.is_dir():
             raise CacheError(f"no {kind} entry for this spec at {path}; compute it with get_or_compute")
         entry, problems = _open(path)
         if problems:
-            raise CacheError(f"corrupt {kind} entry {path} ({'; '.join(problems)}); moved to {self._move_aside(path)}")
+            raise CacheError(f"corrupt {kind} entry {kind}/{path.name} in {self.root} ({'; '.join(problems)}); moved "
+                             f"aside to {self._move_aside(path).name}")
         return entry
 
     def get_or_compute(
         self, kind: str, spec: Mapping, compute: Callable[[Path], tuple[pd.DataFrame, dict]]
     ) -> Entry:
-        """Return the entry for `spec`, calling compute(tmpdir) -> (results, extra record) only if missing or corrupt."""
+        """Return the entry for `spec`, calling compute(tmpdir) -> (results, extra record) only if missing or corrupt;
+        it computes under `numerics.fixed()`, whoever calls it."""
+        spec = self.keyed(spec)
         if _process_group()[1] > 1:
             return self._get_or_compute_together(kind, spec, compute)
         key = run_key(spec)
@@ -272,7 +294,7 @@ class RunCache:
             entry = self._verified(kind, final)
             if entry is not None:
                 return entry
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(key), dir=final.parent))
             try:
                 record = self._build(tmp, kind, key, spec, compute)
                 os.replace(tmp, final)
@@ -294,7 +316,7 @@ class RunCache:
         """
         import torch.distributed as dist
 
-        rank = _process_group()[0]
+        rank = _process_group()[0]  # `spec` is keyed by the caller
         final = self.path(kind, run_key(spec))
         entry = None  # the main process's, already verified: it is not hashed a second time
         if rank == 0:
@@ -304,18 +326,29 @@ class RunCache:
         exists = [entry is not None]
         dist.broadcast_object_list(exists, src=0)
         if not exists[0]:
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final.name), dir=final.parent))
             try:
                 if rank == 0:
                     record = self._build(tmp, kind, final.name, spec, compute)
                     os.replace(tmp, final)
                     entry = Entry(final, record)
                 else:
-                    compute(tmp)
+                    with numerics.fixed():
+                        compute(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             dist.barrier()
-        return entry if entry is not None else self.load(kind, spec)
+        return entry if entry is not None else self._verified_or_fail(kind, final)
+
+    def _verified_or_fail(self, kind: str, final: Path) -> Entry:
+        """The verified entry at `final`, or CacheError (a corrupt one moved aside)."""
+        if not final.is_dir():
+            raise CacheError(f"no {kind} entry {final.name} in {self.root}")
+        entry, problems = _open(final)
+        if problems:
+            raise CacheError(f"corrupt {kind} entry {kind}/{final.name} ({'; '.join(problems)}); moved aside to "
+                             f"{self._move_aside(final).name}")
+        return entry
 
     def _verified(self, kind: str, final: Path) -> Entry | None:
         """The verified entry at `final`; None when there is none, or when it is corrupt (then it is moved
@@ -325,18 +358,18 @@ class RunCache:
         entry, problems = _open(final)
         if not problems:
             return entry
-        logger.warning("corrupt %s entry %s (%s): moved to %s, recomputing",
-                       kind, final, "; ".join(problems), self._move_aside(final))
+        # named within the runs folder: a warning shown in a published chapter carries no machine's paths
+        logger.warning("corrupt %s entry %s/%s (%s): moved aside to %s, recomputing",
+                       kind, kind, final.name, "; ".join(problems), self._move_aside(final).name)
         return None
 
     @staticmethod
     def _build(tmp: Path, kind: str, key: str, spec: Mapping,
                compute: Callable[[Path], tuple[pd.DataFrame, dict]]) -> dict:
         """Run compute in `tmp`, then write the results table and, last, the record (returned)."""
-        import torch  # here, not at the top: the `list`/`verify` CLI never builds and starts without it
-
         start, cpu_start = time.perf_counter(), time.process_time()
-        results, extra = compute(tmp)
+        with numerics.fixed():
+            results, extra = compute(tmp)
         wall_seconds = round(time.perf_counter() - start, 3)
         # CPU time of this process, all its threads, nested entries included: unlike wall time, it does
         # not grow when other processes share the cores
@@ -354,8 +387,6 @@ class RunCache:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds": wall_seconds,
             "cpu_seconds": cpu_seconds,
-            # CPU results are bit-identical for one thread count only (float sums in another order)
-            "threads": torch.get_num_threads(),
             "files": files,
             **extra,
         }
@@ -364,12 +395,15 @@ class RunCache:
 
     @staticmethod
     def _remove_stale(folder: Path) -> None:
-        """Delete temp folders in `folder` left by processes that no longer run."""
+        """Delete temp folders in `folder` left by processes of this machine that no longer run. A folder of
+        another machine (a cluster's shared runs folder) is left alone: whether its process runs cannot be
+        told from here."""
         for tmp in folder.glob(".tmp-*"):
-            owner = re.fullmatch(r"\.tmp-\w+-(\d+)-\w+", tmp.name)
-            if not (owner and _pid_alive(int(owner[1]))):
-                logger.info("removing stale temp folder %s", tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
+            owner = re.fullmatch(r"\.tmp-\w+-([0-9a-f]{8})-(\d+)-\w+", tmp.name)
+            if owner and (owner[1] != _HOST or _pid_alive(int(owner[2]))):
+                continue
+            logger.info("removing stale temp folder %s/%s", folder.name, tmp.name)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
     def _move_aside(path: Path) -> Path:
@@ -380,8 +414,10 @@ class RunCache:
 
 
 def _entry_dirs(root: str | Path) -> list[Path]:
-    """Return the entry folders under `root` (hidden temp and corrupt folders excluded)."""
-    return sorted(p for p in Path(root).glob("*/*") if p.is_dir() and not p.name.startswith("."))
+    """Return the entry folders under `root` (hidden temp and corrupt folders, and hidden folders such as the
+    workflow's, excluded)."""
+    return sorted(p for p in Path(root).glob("*/*")
+                  if p.is_dir() and not p.name.startswith(".") and not p.parent.name.startswith("."))
 
 
 def list_entries(root: str | Path) -> pd.DataFrame:

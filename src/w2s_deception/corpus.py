@@ -7,7 +7,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .data import PAIR_KEYS, load_pairs, read_jsonl, resolve_data_dir, split_dialogue
+from .data import PAIR_KEYS, DataError, load_pairs, read_jsonl, resolve_data_dir, split_dialogue
 
 VOCAB_SIZE = 4096
 RAW_FILES = (
@@ -33,9 +33,14 @@ def pretraining_texts(data_dir: str | Path | None = None) -> list[str]:
     test_prompts = set(load_pairs("hh-harmless/test", root)["prompt"])
     texts: dict[str, None] = {}
     for name in SOURCES:
-        for _, rec in read_jsonl(root / name, PAIR_KEYS, root):
-            for text in (rec["chosen"], rec["rejected"]):
-                if split_dialogue(text)[0] not in test_prompts and not _shares_first_turn(text, test_prompts):
+        for number, rec in read_jsonl(root / name, PAIR_KEYS, root):
+            for key in PAIR_KEYS:
+                text = rec[key]
+                try:
+                    prompt = split_dialogue(text)[0]
+                except DataError as exc:
+                    raise DataError(f"{root / name} line {number}, '{key}': {exc}") from None
+                if prompt not in test_prompts and not _shares_first_turn(text, test_prompts):
                     texts[text] = None
     return list(texts)
 

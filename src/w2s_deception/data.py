@@ -108,8 +108,9 @@ SUMS = "SHA256SUMS"
 
 
 @functools.lru_cache(maxsize=64)
-def _digest(path: Path, size: int, mtime_ns: int) -> str:
-    """sha256 of a file's bytes (memoised per size and modification time)."""
+def _digest(path: Path, identity: tuple[int, ...]) -> str:
+    """sha256 of a file's bytes, memoised per `identity` (inode, size, modification and change times: a file
+    rewritten in place keeping its size and modification time still has a new change time)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -121,14 +122,16 @@ def file_digest(path: str | Path) -> str:
     """The sha256 of a data file's bytes: what a run's cache key records of the data it reads."""
     path = Path(path).resolve()
     stat = path.stat()
-    return _digest(path, stat.st_size, stat.st_mtime_ns)
+    return _digest(path, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 def _listed_sums(root: Path) -> dict[str, str]:
-    """`SHA256SUMS` of a data folder as {relative path: sha256} (empty when the folder has none)."""
+    """`SHA256SUMS` of a data folder as {relative path: sha256}; a DataError when the folder has none, since
+    without it no file can be checked."""
     sums = root / SUMS
     if not sums.is_file():
-        return {}
+        raise DataError(f"no {SUMS} in the data folder {root}: its files cannot be checked; restore it (the project's "
+                        f"data folder ships one) or write one with `sha256sum */*.jsonl > {SUMS}` in that folder")
     listed = {}
     for number, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), start=1):
         parts = line.split()
@@ -140,21 +143,42 @@ def _listed_sums(root: Path) -> dict[str, str]:
     return listed
 
 
+def _relative(path: Path, root: Path) -> str:
+    """A data file's name within the data folder, as SHA256SUMS lists it: taken from the path as given, not
+    from where a symbolic link points, so a link to a file elsewhere is checked under its listed name."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(root))).as_posix()
+    except ValueError:
+        raise DataError(f"{path} is not in the data folder {root}; data files are read from that folder only") from None
+
+
 def verified(path: str | Path, data_dir: str | Path | None = None) -> str:
-    """The file's sha256, checked against the data folder's SHA256SUMS where it lists the file; a DataError
-    naming the file when they differ (the data changed since the sums were written)."""
+    """The file's sha256, checked against the data folder's SHA256SUMS, which must list it; a DataError naming
+    the file when it is not listed or its bytes differ (the data changed since the sums were written)."""
     path = Path(path)
     root = resolve_data_dir(data_dir)
-    digest = file_digest(path)
-    try:
-        relative = path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return digest
+    relative = _relative(path, root)
     expected = _listed_sums(root).get(relative)
-    if expected is not None and expected != digest:
+    if expected is None:
+        raise DataError(f"{path}: not listed in {root / SUMS}, so its bytes cannot be checked; restore the list, "
+                        "or regenerate the data and its sums")
+    digest = file_digest(path)
+    if expected != digest:
         raise DataError(f"{path}: its sha256 {digest[:12]}… differs from {root / SUMS} ({expected[:12]}…); the file was "
                         f"changed or damaged: restore it, or regenerate the data and its {SUMS}")
     return digest
+
+
+def verify_folder(data_dir: str | Path | None = None) -> int:
+    """Check every file SHA256SUMS lists against its bytes (a build does this before trusting anything it
+    built from them); the number of files checked, or a DataError naming the first that differs."""
+    root = resolve_data_dir(data_dir)
+    names = sorted(_listed_sums(root))
+    for name in names:
+        if not (root / name).is_file():
+            raise DataError(f"{root / name}: listed in {root / SUMS} but missing; restore the data folder")
+        verified(root / name, root)
+    return len(names)
 
 
 def read_jsonl(path: str | Path, required: Mapping[str, type], data_dir: str | Path | None = None,
@@ -184,6 +208,9 @@ def read_jsonl(path: str | Path, required: Mapping[str, type], data_dir: str | P
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path} line {number}: not valid JSON ({exc}); fix or regenerate the file") from exc
+            except RecursionError:
+                raise DataError(f"{path} line {number}: JSON nested too deeply to read; is the file a JSON Lines "
+                                "file of pairs?") from None
             keys = ", ".join(f"'{k}'" for k in required)
             if not isinstance(record, dict):
                 raise DataError(f"{path} line {number}: expected a JSON object with {keys}")
@@ -191,10 +218,23 @@ def read_jsonl(path: str | Path, required: Mapping[str, type], data_dir: str | P
             if bad:
                 kinds = ", ".join(f"{k}: {required[k].__name__}" for k in bad)
                 raise DataError(f"{path} line {number}: missing or mistyped keys ({kinds}); each record needs {keys}")
+            for key in required:
+                if isinstance(record[key], str) and not _encodable(record[key]):
+                    raise DataError(f"{path} line {number}: '{key}' holds an unpaired surrogate escape (e.g. \\ud800), "
+                                    "which is no text; fix or regenerate the file")
             records.append((number, record))
     if not records:
         raise DataError(f"{path} is empty: no records to load; regenerate it or pick another split")
     return records
+
+
+def _encodable(text: str) -> bool:
+    """Whether a string is text that UTF-8 can hold (JSON's \\u escapes can name lone surrogates, which it cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _to_pairs(raw: datasets.Dataset, where: str, source: str, limit: int | None) -> datasets.Dataset:

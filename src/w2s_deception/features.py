@@ -18,6 +18,7 @@ from .config import Config
 from .data import data_key, encode_pair, load_pairs, pad_batch
 from .ladder import load_reader, trunk_key
 from .models import RewardModel
+from .numerics import autocast, autocast_dtype
 
 
 def split_name(split: str) -> str:
@@ -31,17 +32,20 @@ def split_limit(cfg: Config, split: str) -> int | None:
 
 
 def feature_entry(cfg: Config, rung: str, split: str, cache: RunCache) -> Entry:
-    """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning)."""
+    """Last-token hidden states h(x, y_c), h(x, y_r) of a frozen rung on one split (`head` fine-tuning); matrix
+    products in bf16 on CPUs with bf16 units (`numerics.autocast_dtype`), features kept in fp32."""
+    dtype = autocast_dtype()
     spec = {"rung": cfg.rung(rung).spec(), "trunk": trunk_key(cfg, cfg.rung(rung)), "split": split,
-            "limit": split_limit(cfg, split), "max_length": cfg.max_length,
+            "limit": split_limit(cfg, split), "max_length": cfg.max_length, "autocast": dtype,
             "data": data_key([split_name(split)], cfg.data_dir), "code": code_version(__name__)}
 
     def compute(tmp):
         pairs = load_pairs(split_name(split), cfg.data_dir, limit=split_limit(cfg, split))
         trunk, tok = load_reader(cfg, cfg.rung(rung), cache)
         model = RewardModel(trunk.config.hidden_size, trunk).eval()
-        feats = batched_features(model.features, pair_sequences(tok, pairs, cfg.max_length), tok.pad_token_id,
-                                 desc=f"features {rung}/{split}")
+        with autocast(dtype):
+            feats = batched_features(model.features, pair_sequences(tok, pairs, cfg.max_length), tok.pad_token_id,
+                                     desc=f"features {rung}/{split}")
         np.save(tmp / "features.npy", feats.reshape(len(pairs), 2, -1))
         return pd.DataFrame({"pair_id": pairs["pair_id"]}), {"hidden_size": int(feats.shape[-1])}
 

@@ -299,8 +299,8 @@ def truncate_layers(model: PreTrainedModel, n_layers: int | None) -> PreTrainedM
 
 
 def describe(cfg: Config, cache: RunCache) -> pd.DataFrame:
-    """One row per rung: what it is, parameters, pre-training tokens and CPU-minutes (all threads; wall time
-    would count whatever else shared the cores), validation loss."""
+    """One row per rung: what it is, parameters, pre-training tokens and optimiser steps, validation loss. (Its
+    cost in CPU time is a property of the machine that built it: the build log prints it, the book does not.)"""
     rows = []
     for name in cfg.rungs:
         rung = cfg.rung(name)
@@ -308,7 +308,7 @@ def describe(cfg: Config, cache: RunCache) -> pd.DataFrame:
         if rung.source == "scratch":
             rec = pretrain_entry(cfg, rung, cache).record
             row.update(params_M=rec["n_params"] / 1e6, pretrain_tokens_M=rec["tokens"] / 1e6,
-                       pretrain_cpu_min=rec["cpu_seconds"] / 60, val_loss=rec["val_loss"])
+                       pretrain_steps=rec["steps"], val_loss=rec["val_loss"])
         elif rung.source == "gguf":
             row["params_M"] = gguf_parameters(rung) / 1e6
         rows.append(row)

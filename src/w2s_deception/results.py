@@ -29,6 +29,9 @@ def confidences(entry: Entry, split: str) -> np.ndarray:
 
 
 def test_rows(entry: Entry, **columns) -> pd.DataFrame:
-    """A run's test confidences by pair id in long form, with `columns` naming the run."""
+    """A run's test confidences by pair id in long form, with `columns` naming the run. Confidences are rounded
+    to float32, the precision the book's results files keep, so that every number in a chapter can be
+    recomputed exactly from its file."""
     res = split_rows(entry, "test")
-    return pd.DataFrame({**columns, "pair_id": res["pair_id"].to_numpy(), "confidence": res["confidence"].to_numpy()})
+    return pd.DataFrame({**columns, "pair_id": res["pair_id"].to_numpy(),
+                         "confidence": res["confidence"].to_numpy().astype(np.float32)})
