@@ -117,6 +117,87 @@ def outputs_text(path: Path) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(autouse=True)
+def own_runs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's builds keep their run cache and flags in the test's own folder."""
+    monkeypatch.setenv("W2S_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+# A chapter that reads one run-cache entry (computing it when missing) and records its verdict.
+CACHED = """\
+import pandas as pd
+from w2s_deception.cache import RunCache, default_runs_dir
+from w2s_deception.notebook import record_verdicts
+
+RunCache(default_runs_dir()).get_or_compute("toy", {"n": 1}, lambda tmp: (pd.DataFrame({"confidence": [0.5]}), {}))
+record_verdicts("cached", pd.DataFrame([{"claim": "c", "verdict": "reproduced", "evidence": "e"}]), profile)
+"""
+
+
+def test_the_build_never_passes_off_a_stale_chapter(tmp_path: Path, own_runs_folder: Path,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """A chapter is re-executed when its runs are gone from the cache, when a failed or hand-made papermill run
+    was left in book/, or when it was built for another profile; a warm build re-executes nothing."""
+    root = make_root(tmp_path / "root", ["cached"])
+    notebook(root / "notebooks" / "cached.ipynb", CACHED)
+    argv = ["--profile", "smoke", "--skip-html"]
+    assert main(argv, root=root) == 0
+    executed = root / "book" / "cached.ipynb"
+    assert (own_runs_folder / "toy").is_dir()
+    first = executed.read_bytes()
+    capfd.readouterr()
+
+    assert main(argv, root=root) == 0  # warm
+    assert "re-executing" not in "".join(capfd.readouterr()) and executed.read_bytes() == first
+
+    shutil.rmtree(own_runs_folder)  # (b) the run cache deleted
+    assert main(argv, root=root) == 0
+    assert "re-executing cached: book/cached.ipynb is stale (1 of the runs it read are not in" in "".join(capfd.readouterr())
+    assert (own_runs_folder / "toy").is_dir() and executed.read_bytes() == first
+
+    with pytest.raises(papermill.PapermillExecutionError):  # (c) a failed run by hand, left in book/
+        papermill.execute_notebook(str(root / "notebooks" / "bad.ipynb"), str(executed), kernel_name="python3",
+                                   progress_bar=False)
+    assert main(argv, root=root) == 0
+    assert "re-executing cached: book/cached.ipynb is stale (a failed execution)" in "".join(capfd.readouterr())
+    assert executed.read_bytes() == first
+
+    assert main(["--profile", "cpu", "--skip-html"], root=root) == 0  # another profile
+    assert "is stale (built for the 'smoke' profile)" in "".join(capfd.readouterr())
+
+
+def test_the_build_checks_the_data_and_says_what_is_wrong_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    """(a) A data file changed by one byte, SHA256SUMS unchanged: the build stops before any job, with one line."""
+    from w2s_deception.data import resolve_data_dir
+
+    shared = resolve_data_dir()
+    data = tmp_path / "data"
+    for item in shared.rglob("*"):
+        if item.is_file():
+            (data / item.relative_to(shared)).parent.mkdir(parents=True, exist_ok=True)
+            (data / item.relative_to(shared)).symlink_to(item)
+    raw = bytearray((shared / "hh-harmless/train_gt.jsonl").read_bytes())
+    raw[raw.index(b"Assistant:") + 11] ^= 0x01
+    (data / "hh-harmless/train_gt.jsonl").unlink()
+    (data / "hh-harmless/train_gt.jsonl").write_bytes(bytes(raw))
+    monkeypatch.setenv("W2S_DATA_DIR", str(data))
+    root = make_root(tmp_path / "root", ["good"])
+    assert main(["--profile", "smoke", "--skip-html"], root=root) == 1
+    err = capfd.readouterr().err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        line for line in err.splitlines() if line.startswith("FAILED") and "train_gt.jsonl: its sha256" in line], err
+    assert not (root / "book" / "good.ipynb").exists()
+
+
+def test_the_profile_comes_from_w2s_profile_as_in_the_tests_and_notebooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_root(tmp_path / "root", ["good"])
+    monkeypatch.setenv("W2S_PROFILE", "smoke")
+    assert main(["--skip-html"], root=root) == 0
+    assert "chapter ran with profile SMOKE" in outputs_text(root / "book" / "good.ipynb")
+
+
 def test_failing_chapter_stops_the_build(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A raising chapter: non-zero exit, a message naming it, the executed notebook with the error kept in
     _build/failed/, no HTML; the other chapter still runs (the workflow keeps going)."""
@@ -233,7 +314,11 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         stored, page = REPO / "notebooks" / f"{Path(file).name}.ipynb", REPO / f"{file}.md"
         source = stored if stored.is_file() else page
         shutil.copy(source, root / Path(file).parent / source.name)
-    assert main(["--profile", "smoke"], root=root) == 0
+    # Only `good` and `toy` are executed: the real chapters' stored outputs are not the build's own (it would
+    # re-execute them as stale); the HTML renders every page of the toc.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("W2S_RUNS_DIR", str(root / "runs"))
+        assert main(["--profile", "smoke", "--chapters", "good", "toy"], root=root) == 0
     return root / "_build" / "html"
 
 

@@ -71,6 +71,38 @@ def test_each_chapter_declares_its_trainings_once() -> None:
     assert notebook_needs("honesty", []) == []
 
 
+def test_a_chapter_selected_alone_gets_every_training_it_needs(tmp_path: Path) -> None:
+    """`--chapters simpo`: SimPO's matrix and the reward-modeling chapter's pre-trained rungs it reads."""
+    simpo = declared("smoke", ["simpo"])
+    assert set(simpo) == {"simpo/matrix", *(f"reward_modeling/pretrain-{r}" for r in ("s-nano", "s-micro", "s-mini"))}
+    for name in ("simpo", "dpo", "alpha", "honesty", "llama", "mitigations", "thresholds", "spontaneous"):
+        chosen = declared("smoke", [name])
+        assert all(need in chosen for t in chosen.values() for need in t.needs), name
+    root = copy_root(tmp_path)
+    run = snakemake(root, "--dry-run", "--cores", "2", "--config", "profile=smoke", 'chapters=["simpo"]', "html=False")
+    assert run.returncode == 0, run.stderr + run.stdout
+    jobs = dry_run_jobs(run.stdout)
+    assert sorted(j["wildcards"] for j in jobs["train"]) == sorted(
+        f"chapter={n.split('/')[0]}, what={n.split('/')[1]}" for n in simpo)
+    assert [j["wildcards"] for j in jobs["chapter"]] == ["chapter=simpo"]
+
+
+def test_a_build_from_an_environment_whose_path_has_a_space(tmp_path: Path) -> None:
+    """The workflow quotes the interpreter's path in every job's command."""
+    from tests.test_book import make_root
+
+    venv = tmp_path / "my env"
+    venv.mkdir()
+    (venv / "venv").symlink_to(Path(sys.prefix))
+    python = venv / "venv" / "bin" / "python"
+    root = make_root(tmp_path / "root", ["good"])
+    run = subprocess.run([str(python), "-m", "w2s_deception.book", "--root", str(root), "--profile", "smoke",
+                          "--skip-html"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "W2S_RUNS_DIR": str(tmp_path / "runs")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (root / "book" / "good.ipynb").is_file()
+
+
 def test_dry_run_graph_of_the_smoke_book(tmp_path: Path) -> None:
     """One train job per declared training, one chapter job per notebook (after exactly the trainings it
     reads), one HTML job."""
@@ -184,8 +216,12 @@ def test_stopping_the_build_stops_its_jobs(tmp_path: Path, signum: int) -> None:
             time.sleep(0.2)
         assert (marks / "started").exists(), "the chapter never started"
         assert build_processes(build.pid), "no job carries the build's pid"
+        sent = time.monotonic()
         build.send_signal(signum)
         build.wait(timeout=60)
+        if signum != signal.SIGKILL:  # stopped at once (not after the jobs finish), with the shell's exit status
+            assert build.returncode == 128 + signum and time.monotonic() - sent < 15, (build.returncode,
+                                                                                     time.monotonic() - sent)
         deadline = time.monotonic() + 15
         while build_processes(build.pid) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -23,8 +23,12 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillException, PapermillExecutionError
 
+from w2s_deception.cache import default_runs_dir
 from w2s_deception.charts import write_vega_bundle
+from w2s_deception.config import ConfigError
+from w2s_deception.data import DataError, verify_folder
 from w2s_deception.notebook import VERDICT_COLUMNS, VERDICTS_KEY
+from w2s_deception.provenance import stale_chapters, stale_flags, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = "python3"
@@ -70,7 +74,9 @@ def check_kernel() -> None:
     argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
     # jupyter_client substitutes sys.executable for a bare "python"/"python3"/"python3.X".
     bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
-    if argv0 not in bare and argv0 != sys.executable:
+    # the same environment reached through another path (a link to it, or a path with a space) is this one
+    same_env = Path(argv0).parent.parent.resolve() == Path(sys.prefix).resolve()
+    if argv0 not in bare and argv0 != sys.executable and not same_env:
         raise SystemExit(
             f"kernel {KERNEL!r} runs {argv0}, not {sys.executable}; fix with:\n"
             f"  {sys.executable} -m ipykernel install --sys-prefix --name {KERNEL}"
@@ -236,20 +242,13 @@ def training_params(profile: str, training: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def chapter_params(profile: str) -> str:
-    """What every executed chapter depends on beyond its notebook and trainings: the package's source."""
-    digest = hashlib.sha256(profile.encode())
-    for path in sorted((ROOT / "src" / "w2s_deception").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Namespace:
     """Command-line options; `--chapters` defaults to every notebook chapter in the toc."""
     parser = argparse.ArgumentParser(prog="python -m w2s_deception.book", description=__doc__,
                                      epilog="Arguments after `--` go to snakemake, e.g. "
                                             "`-- --profile workflow/profiles/slurm` or `-- --dry-run`.")
-    parser.add_argument("--profile", default="cpu", help="model ladder: cpu, smoke or paper")
+    parser.add_argument("--profile", default=os.environ.get("W2S_PROFILE", "cpu"),
+                        help="model ladder: cpu, smoke or paper (default: $W2S_PROFILE, else cpu)")
     parser.add_argument("--chapters", nargs="+", choices=chapters, default=chapters)
     parser.add_argument("--skip-execute", action="store_true", help="render book/ as it is")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks only")
@@ -264,8 +263,9 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     return parser.parse_args(argv)
 
 
-def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str]) -> list[str]:
-    """The snakemake call that builds the selected chapters (and the HTML unless --skip-html)."""
+def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str], forced: Sequence[str] = ()) -> list[str]:
+    """The snakemake call that builds the selected chapters (and the HTML unless --skip-html), re-executing
+    the `forced` ones whatever their files' times say."""
     chapters = [] if args.chapters == notebooks else args.chapters
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
            "--directory", str(root), "--cores", str(args.jobs), "--rerun-incomplete", "--keep-going",
@@ -275,6 +275,8 @@ def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str]
         import psutil
 
         cmd += ["--resources", f"mem_mb={int(psutil.virtual_memory().total / 2**20 * 0.9)}"]
+    if forced:
+        cmd += ["--forcerun", *(f"book/{name}.ipynb" for name in forced)]
     return cmd + list(args.snakemake)
 
 
@@ -291,27 +293,44 @@ def _die_with_parent() -> None:
     os.setpgrp()
 
 
-def run_workflow(cmd: list[str]) -> int:
-    """Run snakemake; Ctrl-C or SIGTERM of this process stops it and every job it started."""
+def run_workflow(cmd: list[str], grace: float = 20.0) -> int:
+    """Run snakemake; Ctrl-C or SIGTERM of this process stops it and every job it started: they get SIGTERM
+    at once, whatever is left after `grace` seconds SIGKILL, and the build exits with 128 + the signal."""
     import signal
 
     # no progress bars in the jobs (e.g. transformers' GGUF conversion, which ignores isatty): the log shows
     # one line per computed run instead
     env = {**os.environ, "W2S_BUILD_PID": str(os.getpid()), "TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+    stopped: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
-        proc.send_signal(signal.SIGTERM)  # snakemake cancels its running jobs on SIGTERM
-        try:
-            proc.wait(timeout=30)
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything left in its process group
-        raise SystemExit(128 + signum)
+        # Only signal here: the main thread may be inside proc.wait(), whose lock a handler must not wait on.
+        # snakemake and its jobs share one process group (`_die_with_parent`); SIGTERM reaches every job at
+        # once, which snakemake alone would only do after its running jobs finish.
+        stopped.append(signum)
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    return proc.wait()
+    deadline = None
+    while True:
+        try:
+            code = proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if stopped and deadline is None:
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+    if stopped:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in its process group
+        print(f"build stopped ({signal.Signals(stopped[0]).name}); a rerun resumes from the run cache", file=sys.stderr)
+        return 128 + stopped[0]
+    return code
 
 
 def execute_one(root: Path, name: str, profile: str) -> int:
@@ -324,6 +343,7 @@ def execute_one(root: Path, name: str, profile: str) -> int:
     start = time.perf_counter()
     try:
         execute_chapter(root, name, {"profile": profile})
+        stamp(root, name, profile, {"profile": profile})
     except ChapterError as err:
         # the workflow deletes a failed job's output: keep the executed notebook, traceback included
         executed, kept = root / "book" / f"{name}.ipynb", root / FAILED_DIR / f"{name}.ipynb"
@@ -353,7 +373,36 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         update_intro(root)
         return 0 if args.skip_html else build_html(root)
     check_kernel()
-    return run_workflow(snakemake_command(root, args, notebooks))
+    try:
+        forced = preflight(root, args.profile, args.chapters)
+    except (DataError, ConfigError) as err:
+        print(f"FAILED {err}", file=sys.stderr, flush=True)
+        return 1
+    return run_workflow(snakemake_command(root, args, notebooks, forced))
+
+
+def flags_dir(root: Path, profile: str) -> Path:
+    """Where the workflow keeps its training jobs' flags: beside the run cache the chapters read
+    (`cache.default_runs_dir`), relative to the build's `root` when that is relative."""
+    return root / default_runs_dir() / ".workflow" / profile
+
+
+def preflight(root: Path, profile: str, chapters: Sequence[str]) -> list[str]:
+    """Before the workflow runs: check every data file against SHA256SUMS (a DataError names the first that
+    differs), drop the flags of training jobs whose runs are gone from the cache, and return the chapters
+    whose executed notebooks are stale (`provenance.why_stale`), each said on stderr, to be re-executed."""
+    from w2s_deception.config import get_config
+
+    count = verify_folder(get_config(profile).data_dir)
+    print(f"data: {count} files match SHA256SUMS", file=sys.stderr, flush=True)
+    runs = default_runs_dir()
+    for flag in stale_flags(flags_dir(root, profile), runs):
+        print(f"re-running training {flag.parent.name}/{flag.stem}: its runs are not all in {runs}", file=sys.stderr)
+        flag.unlink()
+    stale = stale_chapters(root, chapters, profile, runs, VERDICTS_KEY)
+    for name, why in stale.items():
+        print(f"re-executing {name}: book/{name}.ipynb is stale ({why})", file=sys.stderr, flush=True)
+    return list(stale)
 
 
 if __name__ == "__main__":

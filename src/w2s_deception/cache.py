@@ -232,6 +232,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Every entry this process has read or computed, as "<kind>/<key>": what a chapter records it was built from
+# (`notebook.record_verdicts`) and what a training job records it produced, so that a build can tell when
+# its outputs no longer match the run cache.
+_TOUCHED: set[str] = set()
+
+
+def touched() -> list[str]:
+    """The entries ("<kind>/<key>") this process has read or computed so far, sorted."""
+    return sorted(_TOUCHED)
+
+
+def missing_entries(root: str | Path, entries: Iterable[str]) -> list[str]:
+    """Those of `entries` ("<kind>/<key>") that have no complete entry under the runs folder `root`."""
+    return [e for e in entries if not (Path(root) / e / RECORD).is_file()]
+
+
 class RunCache:
     """Entries under `root/<kind>/<key>`, computed once and verified on every read."""
 
@@ -264,6 +280,7 @@ class RunCache:
     def load(self, kind: str, spec: Mapping) -> Entry:
         """Return the verified entry for `spec`; raise CacheError if absent or corrupt (moved aside)."""
         path = self.path(kind, run_key(self.keyed(spec)))
+        _TOUCHED.add(f"{kind}/{path.name}")
         if not path.is_dir():
             raise CacheError(f"no {kind} entry for this spec at {path}; compute it with get_or_compute")
         entry, problems = _open(path)
@@ -284,6 +301,7 @@ class RunCache:
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale(final.parent)
+        _TOUCHED.add(f"{kind}/{key}")
         if final.is_dir():  # a complete entry is read without the lock: entries appear by one rename
             entry, problems = _open(final)
             if not problems:
@@ -318,6 +336,7 @@ class RunCache:
 
         rank = _process_group()[0]  # `spec` is keyed by the caller
         final = self.path(kind, run_key(spec))
+        _TOUCHED.add(f"{kind}/{final.name}")
         entry = None  # the main process's, already verified: it is not hashed a second time
         if rank == 0:
             final.parent.mkdir(parents=True, exist_ok=True)

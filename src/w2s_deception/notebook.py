@@ -113,7 +113,10 @@ def record_verdicts(chapter: str, verdicts: pd.DataFrame, profile: str | None = 
     unknown = sorted({r["verdict"] for r in rows} - set(CLASSES))
     if unknown:
         raise ValueError(f"{chapter}: verdicts {unknown} are none of the classes {list(CLASSES)}")
-    payload = {"chapter": chapter, "profile": profile, "verdicts": rows}
+    from .cache import touched
+
+    # the run-cache entries this chapter read: a build re-executes it when any of them is gone
+    payload = {"chapter": chapter, "profile": profile, "verdicts": rows, "runs": touched()}
     table = show_table(pd.DataFrame(rows, columns=list(VERDICT_COLUMNS)), verdict_column="verdict",
                        widths={"claim": "14em", "evidence": "18em"})
     return Display(table.bundle, {VERDICTS_KEY: payload})

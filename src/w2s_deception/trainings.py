@@ -13,8 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from .config import ARITHMETIC_CHAPTER, Config, get_config
+from .cache import CacheError, touched
+from .config import ARITHMETIC_CHAPTER, Config, ConfigError, get_config
+from .data import DataError
 
 # The α strengths of the controlled task's α section (the defaults of its notebook's `alphas` parameter)
 ARITHMETIC_ALPHAS = (0.25, 0.5, 1.0)
@@ -141,9 +144,18 @@ READS = {"llama": ("simpo",), "alpha": ("simpo",), "honesty": ("simpo",),
 
 
 def chapter_trainings(chapters: list[str] | tuple[str, ...], profile: str) -> list[Training]:
-    """The trainings of `chapters` (and of the chapters they read), in declaration order."""
+    """The trainings of `chapters`, of the chapters they read, and every training those need (a SimPO matrix
+    needs the reward-modeling chapter's pre-trained rungs), in declaration order."""
+    every = {t.name: t for make in _DECLARED.values() for t in make(profile)}
     wanted = set(chapters) | {c for ch in chapters for c in READS.get(ch, ())}
-    return _on_gpus(profile, [t for name, make in _DECLARED.items() if name in wanted for t in make(profile)])
+    chosen = {name for name, t in every.items() if t.chapter in wanted}
+    todo = list(chosen)
+    while todo:
+        for need in every[todo.pop()].needs:
+            if need not in chosen:
+                chosen.add(need)
+                todo.append(need)
+    return _on_gpus(profile, [t for name, t in every.items() if name in chosen])
 
 
 def notebook_needs(chapter: str, trainings: list[Training]) -> list[str]:
@@ -194,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default=os.environ.get("W2S_PROFILE", "cpu"), help="cpu, smoke or paper")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the training's)")
     parser.add_argument("--list", action="store_true", help="print the declared trainings and exit")
+    parser.add_argument("--record", type=Path, help="write the run-cache entries read or computed here (the "
+                                                    "workflow's flag of the job)")
     parser.add_argument("names", nargs="*", help="trainings (e.g. simpo/matrix) or chapters (e.g. simpo)")
     args = parser.parse_args(argv)
     units = declared(args.profile)
@@ -211,8 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with runs_logged(f"[{' '.join(args.names)}] "):
         for t in chosen:
             start = time.perf_counter()
-            t.run()
+            try:
+                t.run()
+            except (DataError, ConfigError, CacheError) as err:  # a problem to fix, said once, no traceback
+                print(f"FAILED {t.name}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                return 1
             print(f"trained {t.name} [{time.perf_counter() - start:.1f} s]", flush=True)
+    if args.record:
+        from .provenance import write_flag
+
+        write_flag(args.record, touched())
     return 0
 
 
