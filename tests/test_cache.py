@@ -272,6 +272,10 @@ def test_cli_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["list", "--runs-dir", str(tmp_path)]) == 0
     assert entry.path.name in capsys.readouterr().out
     assert main(["verify", "--runs-dir", str(tmp_path)]) == 0
+    (tmp_path / ".workflow" / "smoke" / "simpo").mkdir(parents=True)  # what a build keeps beside the entries
+    (tmp_path / ".workflow" / "smoke" / "simpo" / "matrix.done").write_text('{"entries": []}')
+    assert main(["verify", "--runs-dir", str(tmp_path)]) == 0
+    assert "0 of 1 entries" in capsys.readouterr().out
     (entry.path / "record.json").write_text("{truncated")
     assert main(["verify", "--runs-dir", str(tmp_path)]) == 1
     assert "unreadable record.json" in capsys.readouterr().out

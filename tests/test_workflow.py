@@ -231,3 +231,20 @@ def test_stopping_the_build_stops_its_jobs(tmp_path: Path, signum: int) -> None:
         for proc in build_processes(build.pid):
             proc.kill()
         build.kill()
+
+
+def test_a_training_job_that_meets_bad_data_says_so_in_one_line(tmp_path: Path) -> None:
+    """A data error inside a training job: one line naming the training and the problem, no traceback, and
+    no flag written (so the workflow runs the job again once the data are fixed)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    flag = tmp_path / "flag.done"
+    run = subprocess.run([sys.executable, "-m", "w2s_deception.trainings", "--profile", "smoke", "--record", str(flag),
+                          "reward_modeling/pretrain-s-nano"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "W2S_DATA_DIR": str(data), "W2S_RUNS_DIR": str(tmp_path / "runs")})
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("FAILED")]
+    assert lines == [line for line in run.stderr.splitlines() if line.strip() and "WARNING" not in line], run.stderr
+    assert lines[0].startswith("FAILED reward_modeling/pretrain-s-nano: DataError: no data file ")
+    assert not flag.exists()
