@@ -10,7 +10,6 @@ is opened in headless Chromium.
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import logging
 import os
@@ -360,21 +359,24 @@ def test_built_pages_load_nothing_from_outside_the_site(built_site: Path) -> Non
 
 
 def test_intro_lists_every_recorded_verdict_with_a_link(built_site: Path) -> None:
-    """The build wrote `toy`'s verdict, its profile and a link to it into the intro."""
+    """The build wrote `toy`'s verdict, its profile and a link to its evidence into the intro's folded table."""
     intro = (built_site / "book" / "intro.html").read_text(encoding="utf-8")
-    row = re.search(r"<tr>(<td><a href=\"toy.html\">toy</a>: A toy claim.*?)</tr>", intro, re.DOTALL)
+    row = re.search(r"<tr><td><a href=\"toy.html#verdict-0\">toy</a>: A toy claim(.*?)</tr>", intro, re.DOTALL)
     assert row, "the toy chapter's verdict is not in the intro's table"
-    assert 'w2s-reproduced">reproduced</span>' in row[1] and "2 pairs" in row[1], row[1]
-    assert "(smoke profile)" in intro and re.search(r"\d+ reproduced</span>", intro)
+    assert 'w2s-reproduced" href="toy.html#verdict-0"' in row[1] and "2 pairs" in row[1], row[1]
+    assert "Profile: smoke." in intro and re.search(r"\d+ reproduced", intro)
 
 
 def test_results_link_resolves_in_the_built_site(built_site: Path) -> None:
-    """`toy`'s results link points at the CSV the chapter wrote, served from `_static/results/`."""
+    """`toy`'s results link points at the Parquet file the chapter wrote, served from `_static/results/`."""
+    from w2s_deception.notebook import read_results
+
     page = built_site / "book" / "toy.html"
     hrefs = re.findall(r'href="([^"]*_static/results/[^"]*)"', page.read_text(encoding="utf-8"))
-    assert hrefs == ["../_static/results/toy.csv.gz"], hrefs
-    csv = (page.parent / hrefs[0]).resolve()
-    assert gzip.decompress(csv.read_bytes()).decode() == "model,pair_id,confidence\ngt,0,0.25\ngt,1,0.333333\n"
+    assert hrefs == ["../_static/results/toy.parquet"], hrefs
+    back = read_results((page.parent / hrefs[0]).resolve())
+    assert back.to_dict("list") == {"model": ["gt", "gt"], "pair_id": [0, 1],
+                                    "confidence": [0.25, pytest.approx(1 / 3, rel=1e-7)]}
 
 
 class _Links(HTMLParser):
@@ -429,15 +431,17 @@ def test_the_paper_is_cited_with_a_bibliography(built_site: Path) -> None:
 RESULTS = REPO / "book" / "_static" / "results"
 
 
-@pytest.mark.skipif(not RESULTS.is_dir(), reason="the committed book was executed before chapters kept their results "
-                                                 "with it (book/_static/results/*.csv.gz): rebuild the book")
 def test_results_files_kept_with_the_book_are_small() -> None:
-    """Every chapter's results file is committed under book/_static/results and under 5 MB."""
+    """Every chapter's results files are committed under book/_static/results (one per chapter, or one per part),
+    Parquet, each under 5 MB."""
     from w2s_deception.notebook import RESULTS_MAX_BYTES
 
-    files = {p.name: p.stat().st_size for p in (REPO / "book" / "_static" / "results").glob("*.csv.gz")}
-    assert {f"{Path(f).name}.csv.gz" for f in real_chapters()} <= set(files), files
+    files = {p.name: p.stat().st_size for p in RESULTS.glob("*.parquet")}
+    for file in real_chapters():
+        name = Path(file).name
+        assert any(f == f"{name}.parquet" or f.startswith(f"{name}-") for f in files), (name, files)
     assert all(size <= RESULTS_MAX_BYTES for size in files.values()), files
+    assert not list(RESULTS.glob("*.csv.gz"))  # rounded CSVs are gone: they put confidences onto 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -570,33 +574,45 @@ def test_pages_request_nothing_outside_the_site(browsed: dict[str, dict]) -> Non
 # The intro's verdict table, from hand-made inputs.
 # ---------------------------------------------------------------------------
 
-def verdicts_payload(chapter: str, profile: str | None, *rows: tuple[str, str, str]) -> dict:
-    """What `record_verdicts` stores for `rows` of (claim, verdict, evidence)."""
-    return {"chapter": chapter, "profile": profile,
-            "verdicts": [dict(zip(("claim", "verdict", "evidence"), row)) for row in rows]}
+def verdicts_payload(chapter: str, profile: str | None, *rows: tuple[str, ...]) -> dict:
+    """What `record_verdicts` stores for `rows` of (claim, verdict, evidence[, key, setting, fragile])."""
+    fields = ("claim", "verdict", "evidence", "key", "setting", "fragile")
+    return {"chapter": chapter, "profile": profile, "runs": [],
+            "verdicts": [{**dict.fromkeys(fields, ""), **dict(zip(fields, row))} for row in rows]}
 
 
-def test_render_verdicts_table() -> None:
-    """A tally by class first (every class named, not-testable never counted as not reproduced), then one
-    row per claim in the given order with its chapter link, evidence and a badge; HTML escaped."""
+def test_render_verdicts_findings_matrix_and_folded_table() -> None:
+    """Sentences generated from the verdicts (a tally by class, what each setting finds), then the matrix of the
+    paper's claims × settings with one badge per verdict linking to its evidence in the chapter, then every
+    claim folded; HTML escaped; the missing placebo twins said."""
     html = render_verdicts([
         ("reward_modeling.html", "Reward modeling", verdicts_payload(
-            "reward_modeling", "cpu", ("Deception exists", "reproduced", "5 above, 0 below of 6 cells"),
-            ("DS grows <b> gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]"))),
-        ("parts/po.html", "PO", verdicts_payload("po", "cpu", ("PO deceives too", "not testable on this ladder", "0 of 3"))),
+            "reward_modeling", "cpu", ("Deception exists", "reproduced", "5 above, 0 below of 6 cells", "exists",
+                                       "HH reward models"),
+            ("DS grows <b> gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]", "gap", "HH reward models",
+             "leaving out seed 1: reproduced"))),
+        ("parts/po.html", "PO", verdicts_payload("po", "cpu", ("PO deceives too", "not testable on this ladder", "0 of 3",
+                                                               "po", "sums policies"))),
     ])
-    tally, table = html.split("</p>", 1)
-    assert "<b>3 claims</b> (cpu profile)" in tally
-    assert ('1 reproduced</span>' in tally and '0 not reproduced</span>' in tally and '1 inconclusive</span>' in tally
-            and '1 not testable on this ladder</span>' in tally)
-    assert tally.index("reproduced") < tally.index("not reproduced") < tally.index("inconclusive") < tally.index("not testable")
-    rows = table.split("<tr>")[2:]  # after the header row
-    assert len(rows) == 3
-    assert '<a href="reward_modeling.html">Reward modeling</a>: Deception exists' in rows[0]
-    assert '<span class="w2s-badge w2s-reproduced">reproduced</span>' in rows[0]
+    findings, rest = html.split("</div>", 1)
+    assert "<b>3 claims</b>: 1 reproduced, 0 not reproduced, 1 inconclusive, 1 not testable on this ladder" in findings
+    assert "(1 of the inconclusive ones fragile" in findings
+    assert "On <b>HH reward models</b>, 2 of 2 claims are testable. Reproduced: Weak-to-strong deception exists (§4)." in findings
+    assert "On <b>sums policies</b>, 0 of 1 claims are testable, and none is reproduced or shown absent." in findings
+    assert "No placebo twins have been trained yet" in findings
+    matrix, table = rest.split("<details", 1)
+    assert matrix.index("Weak-to-strong deception exists") < matrix.index("It grows with the capability gap")
+    row = re.search(r"<tr><th scope=\"row\">Weak-to-strong deception exists \(§4\)</th>(.*?)</tr>", matrix)[1]
+    cells = row.split("<td>")[1:]
+    assert 'href="reward_modeling.html#verdict-0"' in cells[0] and ">reproduced</a>" in cells[0]
+    assert "—" in cells[1] and "—" in cells[2]  # no verdict in these settings
+    gap = re.search(r"It grows with the capability gap.*?</tr>", matrix)[0]
+    assert 'href="reward_modeling.html#verdict-1"' in gap and "inconclusive (fragile)" in gap
+    assert 'href="parts/po.html#verdict-0"' in matrix and ">not testable</a>" in matrix
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == 3 and '<a href="reward_modeling.html#verdict-0">Reward modeling</a>: Deception exists' in rows[0]
     assert "DS grows &lt;b&gt; gap" in rows[1] and "slope 0.010, 95% [-0.002, 0.020]" in rows[1]
-    assert '<span class="w2s-badge w2s-not-testable">not testable on this ladder</span>' in rows[2]
-    assert "w2s-not-reproduced" not in table
+    assert ">not testable on this ladder</a>" in rows[2]
     assert render_verdicts([]).startswith("*No chapter has recorded verdicts yet")
 
 
@@ -624,11 +640,11 @@ def test_update_intro_rewrites_only_between_the_markers(tmp_path: Path) -> None:
 
     assert update_intro(tmp_path)
     text = intro.read_text(encoding="utf-8")
-    assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n<p class=\"w2s-tally\">") and text.endswith(
-        f"</table>\n{VERDICTS_END}\n\nAfter.\n")
+    assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n<div class=\"w2s-findings\">") and text.endswith(
+        f"</table></details>\n{VERDICTS_END}\n\nAfter.\n")
     assert "stale" not in text
-    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].split("<tr>")[2:]  # after the header
-    assert ['<a href="b.html">b</a>: claim B' in rows[0], '<a href="a.html">a</a>: claim A' in rows[1]] == [True, True]
+    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].split("<details")[1].split("<tr>")[2:]  # after the header
+    assert ['<a href="b.html#verdict-0">b</a>: claim B' in rows[0], '<a href="a.html#verdict-0">a</a>: claim A' in rows[1]] == [True, True]
     assert len(rows) == 2
     assert update_intro(tmp_path) and intro.read_text(encoding="utf-8") == text  # idempotent
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,8 @@ import pandas as pd
 import pytest
 from IPython.core.formatters import format_display_data
 
-from w2s_deception.notebook import VERDICTS_KEY, book_root, pool_parts, record_verdicts, results_link, write_results
+from w2s_deception.notebook import (VERDICTS_KEY, book_root, read_results, record_verdicts, results_link,
+                                    write_results)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,49 +32,69 @@ def test_book_root_is_a_folder_with_a_toc_and_book(tmp_path: Path) -> None:
     assert book_root(tmp_path) == tmp_path
 
 
-def test_results_link_writes_rounded_csv_in_the_book_and_links_to_it(tmp_path: Path) -> None:
-    """In a book root: `book/_static/results/<chapter>.csv.gz`, floats to 6 decimals, and a link
-    relative to the chapter page (`book/<chapter>.html`) that reaches `_static/results/`."""
+def test_results_link_writes_full_precision_parquet_in_the_book_and_links_to_it(tmp_path: Path) -> None:
+    """In a book root: `book/_static/results/<chapter>.parquet`, confidences as float32 (the precision the
+    chapters compute from, so nothing is rounded onto 0.5), and a link relative to the chapter page
+    (`book/<chapter>.html`) that reaches `_static/results/`."""
     (tmp_path / "_toc.yml").write_text("root: book/intro\n", encoding="utf-8")
     (tmp_path / "book").mkdir()
-    data, _ = format_display_data(results_link("ch", long_table(), root=tmp_path))
-    csv = tmp_path / "book" / "_static" / "results" / "ch.csv.gz"
-    assert gzip.decompress(csv.read_bytes()).decode() == (
-        "model,weak,strong,seed,pair_id,confidence\n"
-        "gt,s-pico,s-pico,0,7,0.123457\n"
-        "explicit,s-pico,s-mini,0,7,0.666667\n")
-    assert 'href="../_static/results/ch.csv.gz"' in data["text/html"] and "2 rows" in data["text/html"]
-    assert "](../_static/results/ch.csv.gz)" in data["text/markdown"]
-    # _build/html/book/ch.html + ../_static/results/ch.csv = _build/html/_static/results/ch.csv
-    assert (Path("_build/html/book") / "../_static/results/ch.csv").resolve() == (
-        Path("_build/html/_static/results/ch.csv").resolve())
+    table = long_table()
+    table.loc[1, "confidence"] = np.float32(0.49999997)  # below 0.5 in float32: must stay below it
+    data, _ = format_display_data(results_link("ch", table, root=tmp_path))
+    back = read_results(tmp_path / "book" / "_static" / "results" / "ch.parquet")
+    assert back["confidence"].dtype == np.float32 and back["confidence"].iloc[1] < 0.5
+    assert back["confidence"].tolist() == table["confidence"].astype(np.float32).tolist()
+    assert back.drop(columns="confidence").to_dict("list") == table.drop(columns="confidence").to_dict("list")
+    assert 'href="../_static/results/ch.parquet"' in data["text/html"] and "2 rows" in data["text/html"]
+    assert "](../_static/results/ch.parquet)" in data["text/markdown"]
+    # _build/html/book/ch.html + ../_static/results/ch.parquet = _build/html/_static/results/ch.parquet
+    assert (Path("_build/html/book") / "../_static/results/ch.parquet").resolve() == (
+        Path("_build/html/_static/results/ch.parquet").resolve())
+    # parts: one file each
+    results_link("multi", {"simpo": table, "dpo": table.iloc[:1]}, root=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "book" / "_static" / "results").glob("multi-*")) == [
+        "multi-dpo.parquet", "multi-simpo.parquet"]
 
 
 def test_results_link_outside_the_book_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run where nbval runs chapters (not a book root): the same link, no file anywhere."""
     monkeypatch.chdir(tmp_path)
     data, _ = format_display_data(results_link("ch", long_table()))
-    assert "../_static/results/ch.csv.gz" in data["text/html"]
+    assert "../_static/results/ch.parquet" in data["text/html"]
     assert list(tmp_path.rglob("*")) == []
 
 
 def test_write_results_is_byte_identical_for_equal_tables(tmp_path: Path) -> None:
-    """Equal tables give equal files (confidences equal to 6 decimals count as equal)."""
     a, b = long_table(), long_table()
-    b.loc[0, "confidence"] += 1e-9
-    assert write_results(a, tmp_path / "a.csv.gz").read_bytes() == write_results(b, tmp_path / "b.csv.gz").read_bytes()
+    assert write_results(a, tmp_path / "a.parquet").read_bytes() == write_results(b, tmp_path / "b.parquet").read_bytes()
+    b.loc[0, "confidence"] += 1e-4
+    assert write_results(a, tmp_path / "a.parquet").read_bytes() != write_results(b, tmp_path / "b.parquet").read_bytes()
 
 
 def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
-    """Shown as a reader's table (no index, the verdict coloured by class, other columns dropped); the rows,
-    as strings, in the output's metadata; a verdict outside the four classes is refused."""
+    """Shown as the book's verdict table (each row anchored `verdict-<n>` for the intro's links, the class as a
+    badge, the check that moved a fragile claim); the rows, as strings, in the output's metadata with the
+    run-cache entries read and the cells' flip counts; a verdict outside the four classes is refused."""
+    from w2s_deception.analysis import Verdict
+
     verdicts = pd.DataFrame([{"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5", "extra": 1}])
     data, metadata = format_display_data(record_verdicts("ch", verdicts, "cpu"))
-    assert data["text/plain"].split() == ["claim", "verdict", "evidence", "c", "reproduced", "slope", "0.5"]
     html = data["text/html"]
-    assert ">reproduced</td>" in html and "color: #1a7f37" in html and ">extra<" not in html and "row_heading" not in html
-    assert metadata[VERDICTS_KEY] == {"chapter": "ch", "profile": "cpu", "verdicts": [
-        {"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5"}]}
+    assert '<tr id="verdict-0">' in html and 'class="w2s-badge w2s-reproduced">reproduced<' in html and "extra" not in html
+    payload = metadata[VERDICTS_KEY]
+    assert payload["verdicts"] == [{"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5", "key": "",
+                                    "setting": "", "fragile": ""}]
+    assert (payload["chapter"], payload["profile"], type(payload["runs"])) == ("ch", "cpu", list)
+    fragile = Verdict("c", "inconclusive", "e", "gap", "HH policies", fragile="leaving out seed 2: reproduced")
+    ds = pd.DataFrame([{"weak": "w", "strong": "s", "objective": "implicit", "flips": 40, "in_area": 12,
+                        "p0_placebo": float("nan")}])
+    data, metadata = format_display_data(record_verdicts("ch", [fragile], "cpu", checks=[
+        dict(table=ds, select={"alpha": 0.5}, reference="no_conflict", T=0.75)]))
+    assert "(fragile: leaving out seed 2: reproduced)" in data["text/html"]
+    assert metadata[VERDICTS_KEY]["verdicts"][0]["key"] == "gap"
+    assert metadata[VERDICTS_KEY]["checks"] == [{"select": {"alpha": 0.5}, "reference": "no_conflict", "cells": [
+        {"weak": "w", "strong": "s", "objective": "implicit", "T": 0.75, "flips": 40, "in_area": 12, "placebo": False,
+         "class": ""}]}]
     with pytest.raises(ValueError, match=r"ch: verdicts table lacks columns \['evidence'\]"):
         record_verdicts("ch", verdicts.drop(columns="evidence"))
     with pytest.raises(ValueError, match="none of the classes"):
@@ -83,13 +102,13 @@ def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
 
 
 def test_results_over_the_size_kept_with_the_book_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A results file is committed with the book: over RESULTS_MAX_BYTES compressed it is refused, and nothing
-    (not even a temporary file) is left."""
+    """A results file is committed with the book: over RESULTS_MAX_BYTES it is refused, and nothing (not even a
+    temporary file) is left."""
     from w2s_deception import notebook
 
     monkeypatch.setattr(notebook, "RESULTS_MAX_BYTES", 50)
-    with pytest.raises(ValueError, match="big.csv.gz: .* bytes compressed, over the 50"):
-        write_results(pd.DataFrame({"x": range(1000)}), tmp_path / "big.csv.gz")
+    with pytest.raises(ValueError, match="big.parquet: .* bytes, over the 50"):
+        write_results(pd.DataFrame({"x": range(1000)}), tmp_path / "big.parquet")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -131,26 +150,3 @@ def test_check_thresholds_refuses_before_training(thresholds, message) -> None:
     with pytest.raises(ConfigError, match=message):
         check_thresholds(thresholds)
     assert check_thresholds(0.8) == [0.8] and check_thresholds([0.7, 0.85]) == [0.7, 0.85]
-
-
-def test_pool_parts_keeps_a_shared_row_once_with_every_part() -> None:
-    """The same run in two parts is one row listing both; a run of one part keeps its own row; a row
-    that differs only in a NaN-bearing column (a filter's `keep`) stays separate."""
-    run = pd.DataFrame({"model": ["gt", "gt"], "pair_id": [0, 1], "confidence": [0.25, 0.75]})
-    other = pd.DataFrame({"model": ["gt"], "pair_id": [0], "confidence": [0.5]})
-    kept = run.assign(keep="confidence")
-    pooled = pool_parts({"simpo": run, "alpha 0.5": run, "dpo": other, "filter": kept})
-    assert pooled.to_dict("list") == {
-        "model": ["gt", "gt", "gt", "gt", "gt"], "pair_id": [0, 1, 0, 0, 1],
-        "confidence": [0.25, 0.75, 0.5, 0.25, 0.75],
-        "keep": [np.nan, np.nan, np.nan, "confidence", "confidence"],
-        "part": ["simpo; alpha 0.5", "simpo; alpha 0.5", "dpo", "filter", "filter"]}
-
-
-def test_results_link_rounds_to_the_decimals_asked_and_says_so(tmp_path: Path) -> None:
-    (tmp_path / "_toc.yml").write_text("root: book/intro\n", encoding="utf-8")
-    (tmp_path / "book").mkdir()
-    data, _ = format_display_data(results_link("ch", long_table(), root=tmp_path, decimals=3))
-    text = gzip.decompress((tmp_path / "book" / "_static" / "results" / "ch.csv.gz").read_bytes()).decode()
-    assert text.splitlines()[1:] == ["gt,s-pico,s-pico,0,7,0.123", "explicit,s-pico,s-mini,0,7,0.667"]
-    assert "rounded to 3 decimals" in data["text/html"]

@@ -24,62 +24,113 @@ def test_clopper_pearson_by_hand():
     assert all(math.isnan(x) for x in S.clopper_pearson(0, 0))
 
 
-def test_binomial_outcome_by_hand():
-    # 10 of 10 against p0 = 1/2: two-sided p = 2 · 0.5^10 = 1/512 < 0.05 -> above
-    out, p = S.binomial_outcome(10, 10, 0.5)
-    assert out == "above" and p == pytest.approx(2 / 1024)
-    # 0 of 10 against 1/2: below, same p
-    assert S.binomial_outcome(0, 10, 0.5) == ("below", pytest.approx(2 / 1024))
-    # 5 of 10 against 1/2: p = 1 -> at chance
-    assert S.binomial_outcome(5, 10, 0.5) == ("at chance", pytest.approx(1.0))
-    # 4 of 4 against 1/2: p = 2/16 = 0.125 -> at chance (too few flips to reject)
-    assert S.binomial_outcome(4, 4, 0.5)[0] == "at chance"
-    # an empty area (p0 = 0): no in-area flip is exactly chance, one is impossible under the null
-    assert S.binomial_outcome(0, 50, 0.0)[0] == "at chance"
-    assert S.binomial_outcome(1, 50, 0.0)[0] == "above"
-    assert S.binomial_outcome(0, 0, 0.3)[0] == "at chance"
-    with pytest.raises(ValueError, match="p0"):
-        S.binomial_outcome(1, 2, 1.5)
+# --------------------------------------------------------------------------- power, as data
+
+def test_power_conditions_are_kept_as_data():
+    assert S.Power(0.01, 0.05, 30).reasons == ()  # exactly 30 flips and exactly 5 % known suffice
+    assert S.Power(0.01, 0.05, 29).reasons == (S.FEW_FLIPS,)
+    assert S.Power(0.0, 0.2, 100).reasons == (S.NO_GAP,)  # a lower bound at 0 is not above 0
+    assert S.Power(float("nan"), 0.2, 100).reasons == (S.NO_GAP,)
+    assert S.Power(0.1, 0.0499, 100).reasons == (S.NO_BOUNDARY,)  # the weak model must know something
+    p = S.Power(-0.1, 0.01, 3)
+    assert p.reasons == (S.NO_GAP, S.NO_BOUNDARY, S.FEW_FLIPS) and not p.testable
+    assert p.text() == "no capability gap (interval from -0.100); weak model knows 1.0% < 5% of pairs; 3 flips < 30"
 
 
-def test_two_proportion_outcome():
-    assert S.two_proportion_outcome(10, 100, 60, 100)[0] == "above"
-    assert S.two_proportion_outcome(60, 100, 10, 100)[0] == "below"
-    assert S.two_proportion_outcome(30, 100, 33, 100)[0] == "no change"
-    assert S.two_proportion_outcome(0, 0, 3, 10)[0] == "no change"
+# --------------------------------------------------------------------------- the seed-aware test, by hand
+
+def test_seed_test_by_hand():
+    # d = 0.1, 0.2 with equal weights: D = 0.15; between-seed variance 2/1 · (0.05² + 0.05²) / 2² = 0.0025
+    t = S.seed_test([0.1, 0.2], [1, 1], [0.0, 0.0])
+    assert (t.estimate, t.se, t.df, t.seeds) == (pytest.approx(0.15), pytest.approx(0.05), 1.0, 2)
+    assert t.p == pytest.approx(2 * 0.10241638)  # two-sided t = 3 with 1 df
+    assert (t.lo, t.hi) == pytest.approx((0.15 - 12.7062047 * 0.05, 0.15 + 12.7062047 * 0.05))
+    # seeds that agree closer than their own noise: the within-seed variance is the floor
+    t = S.seed_test([0.1, 0.1, 0.1], [10, 10, 10], [0.04, 0.04, 0.04])
+    assert t.se == pytest.approx(math.sqrt(3 * 100 * 0.04 / 900)) and t.df == 2.0
+    # weights: D = Σ w d / Σ w; a seed without flips carries nothing
+    t = S.seed_test([0.0, 0.3, float("nan")], [1, 2, 0], [0.0, 0.0, 0.0])
+    assert t.estimate == pytest.approx(0.2) and t.seeds == 2
+    # one seed: its own variance and a normal test
+    t = S.seed_test([0.2], [50], [0.01])
+    assert t.df == math.inf and t.se == pytest.approx(0.1) and t.p == pytest.approx(2 * 0.0227501319)
+    assert S.seed_test([], [], []) is S.NO_TEST
 
 
-def test_power_reason():
-    assert S.power_reason(0.01, 30) == ""  # exactly 30 flips suffice
-    assert S.power_reason(0.01, 29) == "29 flips < 30"
-    assert S.power_reason(0.0, 100) == "no capability gap"  # a lower bound at 0 is not above 0
-    assert S.power_reason(float("nan"), 100) == "no capability gap"
-    assert S.power_reason(-0.1, 3) == "no capability gap; 3 flips < 30"
+def test_excess_and_difference_tests():
+    # per seed O, E, V, F = (12, 10, 4, 40) and (14, 10, 4, 40): d = 0.05, 0.1; D = 26/80 − 20/80
+    t = S.excess_test([12, 14], [10, 10], [4, 4], [40, 40])
+    assert t.estimate == pytest.approx(6 / 80)
+    # b − a, paired: weights 40·40/80 = 20 each, d = 0.1 − 0.05 and 0.1 − 0.1
+    d = S.difference_test(([0.05, 0.1], [40, 40], [0.0025, 0.0025]), ([0.1, 0.1], [40, 40], [0.0025, 0.0025]))
+    assert d.estimate == pytest.approx(0.025)
 
+
+def test_outcome_within_and_below():
+    up = S.SeedTest(0.1, 0.02, 4, 0.01, 0.04, 0.16, 5)
+    assert up.outcome() == S.ABOVE and not up.within() and not up.below()
+    small = S.SeedTest(0.01, 0.01, 4, 0.4, -0.02, 0.04, 5)
+    assert small.outcome() == S.AT_CHANCE and small.within() and small.below()
+    wide = S.SeedTest(0.01, 0.05, 4, 0.8, -0.12, 0.14, 5)
+    assert not wide.within() and not wide.below()
+    assert S.NO_TEST.outcome() == S.AT_CHANCE and not S.NO_TEST.within()
+
+
+# --------------------------------------------------------------------------- classes
 
 @pytest.mark.parametrize(("outcomes", "expected"), [
-    (["above", "above"], "reproduced"),
-    (["above", "above", "at chance"], "reproduced"),  # most above, none below
-    (["above", "above", "below"], "inconclusive"),  # most above but one below
-    (["above", "at chance"], "inconclusive"),  # half above is not most
-    (["at chance", "at chance"], "not reproduced"),  # testable and absent
-    (["at chance", "below", "above"], "not reproduced"),  # most at chance or below
-    (["below", "below"], "not reproduced"),
-    (["above", "no power", "no power"], "not testable on this ladder"),  # one testable cell
-    (["no power"] * 5, "not testable on this ladder"),
-    ([], "not testable on this ladder"),
-    (["above", "above", "no power", "no power", "no power"], "reproduced"),  # untestable cells do not vote
+    (["above", "above"], "above"), (["below"], "below"), (["at chance", "at chance"], "at chance"),
+    (["above", "at chance"], "mixed"), (["above", "below"], "mixed"), ([], "at chance")])
+def test_cell_class(outcomes, expected):
+    assert S.cell_class(outcomes) == expected
+
+
+SMALL = S.SeedTest(0.0, 0.01, 4, 0.9, -0.02, 0.03, 5)  # rules out an effect of δ = 0.05
+WIDE = S.SeedTest(0.0, 0.03, 4, 0.9, -0.07, 0.08, 5)  # does not
+
+
+@pytest.mark.parametrize(("outcomes", "effects", "expected"), [
+    (["above", "above"], [WIDE], "reproduced"),
+    (["above", "above", "at chance"], [WIDE], "reproduced"),  # most above, none below
+    (["above", "above", "below"], [WIDE], "inconclusive"),  # most above but one below
+    (["above", "at chance"], [SMALL], "inconclusive"),  # half above is not most
+    (["at chance", "at chance"], [SMALL], "not reproduced"),  # shown absent
+    (["at chance", "at chance"], [WIDE], "inconclusive"),  # absence of significance is not absence of effect
+    (["at chance", "at chance"], [SMALL, WIDE], "inconclusive"),  # every informed null must rule it out
+    (["at chance", "mixed"], [SMALL], "inconclusive"),  # mixed is neither
+    (["at chance", "below", "above"], [SMALL], "not reproduced"),
+    (["below", "below"], [SMALL], "not reproduced"),
+    (["above", "no power", "no power"], [WIDE], "not testable on this ladder"),  # one testable cell
+    (["no power"] * 5, [], "not testable on this ladder"),
+    ([], [], "not testable on this ladder"),
+    (["above", "above", "no power", "no power", "no power"], [WIDE], "reproduced"),  # untestable cells do not vote
 ])
-def test_claim_class(outcomes, expected):
-    assert S.claim_class(outcomes) == expected
+def test_claim_class(outcomes, effects, expected):
+    assert S.claim_class(outcomes, effects) == expected
+
+
+def test_change_classes():
+    assert S.change_class(S.SeedTest(0.1, 0.02, 4, 0.01, 0.04, 0.16, 5)) == S.ABOVE
+    assert S.change_class(S.SeedTest(-0.1, 0.02, 4, 0.01, -0.16, -0.04, 5)) == S.BELOW
+    assert S.change_class(SMALL) == S.NO_CHANGE and S.change_class(WIDE) == S.UNCLEAR
+    assert S.change_claim_class(["above", "above", "no change"], WIDE, S.ABOVE) == S.REPRODUCED
+    assert S.change_claim_class(["no change", "no change"], SMALL, S.ABOVE) == S.NOT_REPRODUCED
+    assert S.change_claim_class(["no change", "no change"], WIDE, S.ABOVE) == S.INCONCLUSIVE
+    assert S.change_claim_class(["below", "below"], S.SeedTest(-0.1, 0.02, 4, 0.01, -0.16, -0.04, 5), S.ABOVE) \
+        == S.NOT_REPRODUCED
+    assert S.change_claim_class(["below", "below"], S.SeedTest(-0.1, 0.02, 4, 0.01, -0.16, -0.04, 5), S.BELOW) \
+        == S.REPRODUCED
+    assert S.change_claim_class(["above", "no power"], WIDE, S.ABOVE) == S.NOT_TESTABLE
 
 
 def test_trend_class():
-    assert S.trend_class(0.1, 0.3) == "reproduced"
-    assert S.trend_class(-0.3, -0.1) == "not reproduced"
-    assert S.trend_class(-0.1, 0.3) == "inconclusive"
-    assert S.trend_class(0.0, 0.3) == "inconclusive"
-    assert S.trend_class(float("nan"), float("nan")) == "not testable on this ladder"
+    assert S.trend_class(0.1, 0.3, 0.2, 4) == "reproduced"
+    assert S.trend_class(-0.3, -0.1, 0.2, 4) == "not reproduced"
+    assert S.trend_class(-0.1, 0.2, 0.2, 4) == "not reproduced"  # at most +0.04 over the 20-point range < δ
+    assert S.trend_class(-0.1, 0.3, 0.2, 4) == "inconclusive"  # up to +0.06 over the range: not ruled out
+    assert S.trend_class(0.0, 0.3, 0.2, 4) == "inconclusive"
+    assert S.trend_class(0.1, 0.3, 0.2, 3) == "not testable on this ladder"
+    assert S.trend_class(float("nan"), float("nan"), 0.2, 5) == "not testable on this ladder"
 
 
 # --------------------------------------------------------------------------- hierarchical bootstrap

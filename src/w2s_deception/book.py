@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
 import os
 import subprocess
 import sys
@@ -172,30 +171,16 @@ def chapter_title(path: Path) -> str:
 
 
 def render_verdicts(records: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
-    """HTML for the intro: a tally of the verdicts by class (colour-coded), then one row per claim
-    (chapter link, claim, evidence; verdict badge), narrow enough for a phone screen.
+    """HTML for the intro (`intro.render`): what the book finds, the matrix of claims × settings, every claim folded.
 
-    `records` holds (link to the chapter's page relative to the intro, chapter title, recorded
-    verdicts) in reading order.
+    `records` holds (link to the chapter's page relative to the intro, chapter title, recorded verdicts) in
+    reading order.
     """
-    from w2s_deception.stats import CLASSES
+    from w2s_deception.intro import render
 
-    rows = [(href, title, payload.get("profile"), row) for href, title, payload in records for row in payload["verdicts"]]
-    if not rows:
-        return "*No chapter has recorded verdicts yet: build the book with `python -m w2s_deception.book`.*"
-    counts = {c: sum(r[3]["verdict"] == c for r in rows) for c in CLASSES}
-    css = lambda c: "w2s-" + c.split(" on ")[0].replace(" ", "-")  # noqa: E731
-    tally = " ".join(f'<span class="w2s-badge {css(c)}">{n} {html.escape(c)}</span>' for c, n in counts.items())
-    profiles = sorted({str(p or "—") for _, _, p, _ in rows})
-    out = [f'<p class="w2s-tally"><b>{len(rows)} claims</b> ({", ".join(profiles)} profile): {tally}</p>',
-           '<table class="w2s-verdicts"><thead><tr><th>claim and evidence</th><th>verdict</th></tr></thead><tbody>']
-    for href, title, _, row in rows:
-        claim, verdict, evidence = (html.escape(" ".join(str(row[c]).split())) for c in VERDICT_COLUMNS)
-        out.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(title)}</a>: {claim}'
-                   f'<br><small>{evidence}</small></td><td><span class="w2s-badge {css(row["verdict"])}">{verdict}'
-                   "</span></td></tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
+    placebo = any(cell.get("placebo") for _, _, payload in records for check in payload.get("checks", [])
+                  for cell in check["cells"])
+    return render(records, placebo)
 
 
 def update_intro(root: Path) -> bool:

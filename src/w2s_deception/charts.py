@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
+
+from .display import Display
 
 # ---------------------------------------------------------------------------
 # Display: embed charts in the built book without a CDN.
@@ -43,18 +44,6 @@ _EMBED_SCRIPT = """<div id="{div_id}"></div>
 </script>"""
 
 
-@dataclass(frozen=True)
-class ChartDisplay:
-    """Notebook display data of one chart: HTML for the book, a short text for plain front ends."""
-
-    html: str
-    text: str
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """Offer both MIME types so each front end picks what it can show."""
-        return {"text/html": self.html, "text/plain": self.text}
-
-
 # Vega-Lite of the bundle. vl-convert ships one Vega (6.x); Vega-Lite 5 compiles specs for Vega 5, which
 # makes vega-embed warn in the console on every chart, so the bundle takes the Vega-Lite that targets Vega 6.
 # Altair's Vega-Lite 5 specs (without `$schema`, `show`) render under it unchanged: the browser test draws
@@ -85,7 +74,7 @@ def chart_title(spec: dict[str, Any]) -> str:
 _IDS = itertools.count(1)
 
 
-def show(chart: alt.TopLevelMixin) -> ChartDisplay:
+def show(chart: alt.TopLevelMixin) -> Display:
     """Display `chart` via the local vega bundle. The data sit inline in the spec and the div is numbered
     in display order, so the output holds no hash of the data: a re-run on a machine whose last digits
     differ changes only those digits (which the nbval sanitizer masks)."""
@@ -105,7 +94,7 @@ def show(chart: alt.TopLevelMixin) -> ChartDisplay:
         text=json.dumps(text)[1:-1].replace("<", "\\u003c"),
         bundle=VEGA_BUNDLE,
     )
-    return ChartDisplay(html=html, text=text)
+    return Display({"text/html": html, "text/plain": text})
 
 
 def _inline_datasets(spec: dict[str, Any]) -> dict[str, Any]:
@@ -220,24 +209,44 @@ def accuracy_chart(acc: pd.DataFrame, title: str, order: list[str]) -> alt.Facet
         facet=alt.Facet("pair:N", title=None, sort=pair_order(acc, order)), columns=4).properties(title=title)
 
 
+def _null_ticks(base: alt.Chart, x: alt.X, offset: alt.XOffset, scale: alt.Scale, tips: list, size: int) -> list:
+    """Chance levels beside each DS: the informed null (reference-matched, or label-matched for absolute DS) as
+    a black tick, the uniform p0 as a grey one."""
+    return [base.mark_tick(color="#9a9a9a", thickness=1.5, size=size).encode(
+                x=x, xOffset=offset, y=alt.Y("p0:Q", scale=scale), tooltip=tips),
+            base.mark_tick(color="black", thickness=2, size=size).encode(
+                x=x, xOffset=offset, y=alt.Y("informed_null:Q", scale=scale), tooltip=tips)]
+
+
+def _with_nulls(ds: pd.DataFrame) -> pd.DataFrame:
+    """A DS table with the chance level of each cell's informed null as one column."""
+    informed = np.where(ds["null"] == "label", ds["p0_label"], ds["p0_reference"])
+    return ds.assign(informed_null=informed)
+
+
+def _null_tips() -> list:
+    return [alt.Tooltip("p0:Q", format=_FMT, title="uniform p0"),
+            alt.Tooltip("informed_null:Q", format=_FMT, title="informed null"),
+            alt.Tooltip("excess:Q", format="+.3f", title="DS − informed null"),
+            alt.Tooltip("flips:Q", title="flips (pooled)"), alt.Tooltip("class:N", title="class")]
+
+
 def ds_chart(ds: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart:
-    """Fig. 5/7 style: DS per strong rung (exact 95 % interval) beside its chance level p0 (black tick),
-    one panel per weak rung; hollow marks are cells without power (§6)."""
+    """Fig. 5/7 style: DS per strong rung (exact 95 % interval) beside its chance levels (black tick: the
+    informed null; grey: the uniform p0), one panel per weak rung; hollow marks are cells without power (§6)."""
     rank = {r: i for i, r in enumerate(order)}
-    data = ds.assign(objective=ds["objective"].map(objective_label),
-                     weak_panel="weak = " + ds["weak"],
-                     power=np.where(ds["vs_chance"] == "no power", "no power: " + ds["no_power"], "testable"),
-                     filled=ds["vs_chance"] != "no power")
+    data = _with_nulls(ds).assign(objective=ds["objective"].map(objective_label), weak_panel="weak = " + ds["weak"],
+                                  power=np.where(ds["vs_chance"] == "no power", "no power: " + ds["no_power"], "testable"),
+                                  filled=ds["vs_chance"] != "no power")
     objectives = list(dict.fromkeys(data["objective"]))
     panels = [f"weak = {w}" for w in sorted(set(ds["weak"]), key=lambda r: rank.get(r, len(rank)))]
     strong_order = sorted(set(ds["strong"]), key=lambda r: rank.get(r, len(rank)))
     tips = ["weak:N", "strong:N", "objective:N", alt.Tooltip("DS:Q", format=_FMT),
             alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"), alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"),
-            alt.Tooltip("p0:Q", format=_FMT, title="chance level p0"), alt.Tooltip("flips:Q", title="flips (pooled)"),
-            alt.Tooltip("gap:Q", format="+.3f", title="GT accuracy gap"), alt.Tooltip("vs_chance:N", title="vs chance"),
-            "power:N"]
+            *_null_tips(), alt.Tooltip("gap:Q", format="+.3f", title="GT accuracy gap"), "power:N"]
     x = alt.X("strong:N", sort=strong_order, title="strong rung", axis=alt.Axis(labelAngle=0))
-    enc = dict(x=x, xOffset=alt.XOffset("objective:N", sort=objectives),
+    offset = alt.XOffset("objective:N", sort=objectives)
+    enc = dict(x=x, xOffset=offset,
                color=alt.Color("objective:N", sort=objectives, scale=_scale(objectives), legend=_legend()), tooltip=tips)
     scale = alt.Scale(domain=[0, 1], nice=False)
     base = alt.Chart()
@@ -249,8 +258,7 @@ def ds_chart(ds: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart:
             y=alt.Y("DS:Q", title="deception score (95% exact interval)", scale=scale),
             fill=alt.condition("datum.filled", alt.Color("objective:N", sort=objectives, scale=_scale(objectives),
                                                          legend=None), alt.value("white")), **enc),
-        base.mark_tick(color="black", thickness=2, size=14).encode(
-            x=x, xOffset=alt.XOffset("objective:N", sort=objectives), y=alt.Y("p0:Q", scale=scale), tooltip=tips),
+        *_null_ticks(base, x, offset, scale, tips, 14),
     )
     return alt.layer(layer, data=data).properties(width=alt.Step(34), height=200).facet(
         column=alt.Column("weak_panel:N", title=None, sort=panels)).resolve_scale(x="independent").properties(
@@ -292,17 +300,16 @@ def tax_chart(tax: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart
 
 def sweep_chart(table: pd.DataFrame, param: str, axis_title: str, title: str, order: list[str]) -> alt.FacetChart:
     """DS of every weak → strong cell at each value of one swept setting (T in App. I, α in App. J, the
-    training-data filter in App. M), with its chance level p0 (black tick); one panel per scenario ×
-    objective; hollow marks are cells without power."""
-    data = table.assign(pair=table["weak"] + " → " + table["strong"], objective=table["objective"].map(objective_label),
-                        filled=table["vs_chance"] != "no power")
+    training-data filter in App. M), with its chance levels (black tick: the informed null; grey: the uniform
+    p0); one panel per scenario × objective; hollow marks are cells without power."""
+    data = _with_nulls(table).assign(pair=table["weak"] + " → " + table["strong"],
+                                     objective=table["objective"].map(objective_label), filled=table["vs_chance"] != "no power")
     if "scenario" not in data:
         data = data.assign(scenario="")
     value_tip = alt.Tooltip(f"{param}:Q", format=".2f") if pd.api.types.is_numeric_dtype(data[param]) else f"{param}:N"
     tips = ["scenario:N", "objective:N", "pair:N", value_tip, alt.Tooltip("DS:Q", format=_FMT),
             alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"), alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"),
-            alt.Tooltip("p0:Q", format=_FMT, title="chance level p0"), alt.Tooltip("flips:Q", title="flips (pooled)"),
-            alt.Tooltip("vs_chance:N", title="vs chance")]
+            *_null_tips()]
     pairs = pair_order(table, order)
     x = alt.X(f"{param}:O", title=axis_title, sort=list(dict.fromkeys(data[param])), axis=alt.Axis(labelAngle=0))
     enc = dict(x=x, xOffset=alt.XOffset("pair:N", sort=pairs),
@@ -319,8 +326,7 @@ def sweep_chart(table: pd.DataFrame, param: str, axis_title: str, title: str, or
         base.mark_point(filled=True, size=50).encode(y=alt.Y("DS:Q", title="deception score", scale=scale),
                                                      opacity=alt.condition("datum.filled", alt.value(1.0),
                                                                            alt.value(0.35)), **enc),
-        base.mark_tick(color="black", thickness=1.5, size=8).encode(
-            x=x, xOffset=alt.XOffset("pair:N", sort=pairs), y=alt.Y("p0:Q", scale=scale), tooltip=tips),
+        *_null_ticks(base, x, alt.XOffset("pair:N", sort=pairs), scale, tips, 8),
     )
     facet = dict(column=alt.Column("objective:N", title=None))
     if data["scenario"].nunique() > 1:

@@ -3,12 +3,12 @@ under nbval), and what a chapter hands to the book: its verdicts and its per-pai
 
 from __future__ import annotations
 
-import gzip
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .display import Display
 
 if TYPE_CHECKING:  # pandas is imported by quiet_chapter, after warnings are silenced
     import pandas as pd
@@ -66,21 +66,10 @@ def check_parameters(namespace: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 
 VERDICTS_KEY = "w2s_deception_verdicts"  # output metadata key (ignored by renderers and by nbval)
-VERDICT_COLUMNS = ("claim", "verdict", "evidence")
+VERDICT_COLUMNS = ("claim", "verdict", "evidence")  # what every verdict has
+VERDICT_FIELDS = (*VERDICT_COLUMNS, "key", "setting", "fragile")  # and what the intro's matrix reads
 RESULTS_DIR = Path("book/_static/results")  # served as _static/results/ (html_static_path in _config.yml)
 RESULTS_URL = "../_static/results"  # from a chapter page, _build/html/book/<chapter>.html
-
-
-@dataclass(frozen=True)
-class Display:
-    """Notebook display data: a MIME bundle (each front end picks what it can show) and metadata."""
-
-    bundle: dict[str, Any]
-    metadata: dict[str, Any] | None = None
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        """The bundle, with the metadata when there is some."""
-        return (self.bundle, self.metadata) if self.metadata else self.bundle
 
 
 def book_root(cwd: Path | None = None) -> Path | None:
@@ -94,77 +83,122 @@ def book_root(cwd: Path | None = None) -> Path | None:
     return cwd if (cwd / "_toc.yml").is_file() and (cwd / "book").is_dir() else None
 
 
-def record_verdicts(chapter: str, verdicts: pd.DataFrame, profile: str | None = None) -> Display:
+def record_verdicts(chapter: str, verdicts: Any, profile: str | None = None, checks: Any = None) -> Display:
     """Show a chapter's verdicts table and tag it, so the book build can list it in the intro.
 
-    `verdicts` has one row per claim with columns claim, verdict (one of `stats.CLASSES`) and evidence.
-    The table is shown colour-coded by class; the same rows travel in the output's metadata under
-    `VERDICTS_KEY`, which `w2s_deception.book` reads from the executed chapter in `book/`.
+    `verdicts`: `analysis.Verdict`s, or a table with columns claim, verdict (one of `stats.CLASSES`) and
+    evidence, and optionally key and setting (the intro matrix's row and column) and fragile. Each row is
+    shown with its class as a badge and an anchor (`verdict-<n>`) the intro links to; the same rows travel in
+    the output's metadata under `VERDICTS_KEY` with the run-cache entries the chapter read (a build re-executes
+    it when any is gone) and, given `checks` (DS tables and the results rows behind them, `cell_counts`), each
+    cell's flip counts, which a test recomputes from the chapter's results files.
     """
-    missing = [c for c in VERDICT_COLUMNS if c not in verdicts.columns]
-    if missing:
-        raise ValueError(f"{chapter}: verdicts table lacks columns {missing}; expected {list(VERDICT_COLUMNS)}")
-    from .stats import CLASSES
-    from .tables import show_table
-
     import pandas as pd
 
-    rows = [{c: str(row[c]) for c in VERDICT_COLUMNS} for _, row in verdicts.iterrows()]
+    from .cache import touched
+    from .stats import CLASSES
+    from .tables import verdict_html
+
+    if isinstance(verdicts, pd.DataFrame):
+        missing = [c for c in VERDICT_COLUMNS if c not in verdicts.columns]
+        if missing:
+            raise ValueError(f"{chapter}: verdicts table lacks columns {missing}; expected {list(VERDICT_COLUMNS)}")
+        rows = [{c: str(row.get(c, "") or "") for c in VERDICT_FIELDS} for _, row in verdicts.iterrows()]
+    else:
+        rows = [{c: str(getattr(v, c, "") or "") for c in VERDICT_FIELDS} for v in verdicts]
     unknown = sorted({r["verdict"] for r in rows} - set(CLASSES))
     if unknown:
         raise ValueError(f"{chapter}: verdicts {unknown} are none of the classes {list(CLASSES)}")
-    from .cache import touched
-
-    # the run-cache entries this chapter read: a build re-executes it when any of them is gone
     payload = {"chapter": chapter, "profile": profile, "verdicts": rows, "runs": touched()}
-    table = show_table(pd.DataFrame(rows, columns=list(VERDICT_COLUMNS)), verdict_column="verdict",
-                       widths={"claim": "14em", "evidence": "18em"})
-    return Display(table.bundle, {VERDICTS_KEY: payload})
+    if checks is not None:
+        payload["checks"] = cell_counts(checks)
+    html = verdict_html(rows)
+    text = "\n".join(f"[{r['verdict']}] {r['claim']} — {r['evidence']}" for r in rows)
+    return Display({"text/html": html, "text/plain": text}, {VERDICTS_KEY: payload})
+
+
+def cell_counts(checks: Any) -> list[dict[str, Any]]:
+    """What a test recomputes from a chapter's results files: per DS table (`checks`: dicts with `table`, the
+    rows of the results files it was computed from as `select` — column → value, `file` naming another chapter's
+    file — its `reference` and `T`), each cell's weak, strong, objective, T, flips and in-area flips, whether a
+    placebo twin tested it, and its class."""
+    import pandas as pd
+
+    out = []
+    for check in checks:
+        table = check["table"]
+        rows = [{"weak": r["weak"], "strong": r["strong"], "objective": r["objective"],
+                 "T": float(r["T"]) if "T" in table.columns else float(check["T"]),
+                 "flips": int(r["flips"]), "in_area": int(r["in_area"]),
+                 "placebo": bool(pd.notna(r.get("p0_placebo"))), "class": str(r.get("class", ""))}
+                for _, r in table.iterrows()]
+        out.append({"select": dict(check.get("select", {})), "reference": check.get("reference", "no_conflict"),
+                    "cells": rows})
+    return out
 
 
 RESULTS_MAX_BYTES = 5_000_000  # a results file is committed with the book: it must stay small
 
 
-def write_results(table: pd.DataFrame, path: Path, decimals: int = 6) -> Path:
-    """Write `table` as gzipped CSV (`path` ends in .csv.gz) with floats rounded to `decimals` places,
-    byte-identical for equal tables (no timestamp in the gzip header); refuse a file over 5 MB."""
+def write_results(table: pd.DataFrame, path: Path) -> Path:
+    """Write `table` as Parquet (zstd; text columns dictionary-encoded; confidences float32, the precision the
+    chapters compute from, so every number is recomputable exactly), byte-identical for equal tables; refuse a
+    file over 5 MB (split the table into parts)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = table.round(decimals).to_csv(index=False, lineterminator="\n")
-    data = gzip.compress(text.encode(), compresslevel=9, mtime=0)  # no name or time in the header
-    if len(data) > RESULTS_MAX_BYTES:
-        raise ValueError(f"{path.name}: {len(data):,} bytes compressed, over the {RESULTS_MAX_BYTES:,} kept with the book")
+    frame = table.reset_index(drop=True)
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].astype("category")
+        elif frame[col].dtype == "float64" and col == "confidence":
+            frame[col] = frame[col].astype("float32")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="zstd", compression_level=19,
+                   use_byte_stream_split=["confidence"] if "confidence" in frame else False)
+    size = tmp.stat().st_size
+    if size > RESULTS_MAX_BYTES:
+        tmp.unlink()
+        raise ValueError(f"{path.name}: {size:,} bytes, over the {RESULTS_MAX_BYTES:,} kept with the book; split it into parts")
     tmp.replace(path)
     return path
 
 
-def pool_parts(parts: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One per-pair table of several parts of a chapter; a row that parts share (the same cached run,
-    e.g. SimPO at α = 0.5 in the α sweep) is kept once, with every part it belongs to in `part`."""
+def read_results(path: Path) -> pd.DataFrame:
+    """A results file as written by `write_results` (text columns as plain strings)."""
     import pandas as pd
 
-    table = pd.concat([frame.assign(part=name) for name, frame in parts.items()], ignore_index=True)
-    columns = [c for c in table.columns if c != "part"]
-    return table.groupby(columns, dropna=False, sort=False)["part"].agg("; ".join).reset_index()
+    frame = pd.read_parquet(path)
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(object)
+    return frame
 
 
-def results_link(chapter: str, table: pd.DataFrame, root: Path | None = None, decimals: int = 6) -> Display:
-    """Write a chapter's per-pair results to `book/_static/results/<chapter>.csv.gz` (committed with the
-    book, so every rendered copy links to a real file) and link to it.
+def results_link(chapter: str, tables: pd.DataFrame | Mapping[str, pd.DataFrame], root: Path | None = None) -> Display:
+    """Write a chapter's per-pair results to `book/_static/results/<chapter>.parquet` (or one file
+    `<chapter>-<part>.parquet` per part when `tables` maps parts to tables), committed with the book so every
+    rendered copy links to real files, and link to them.
 
-    Written only when the chapter runs in the book (`book_root`); elsewhere only the link is
-    shown, so test runs leave the book's file alone. The link is relative to the chapter's page
-    in the built HTML (`book/<chapter>.html` → `_static/results/<chapter>.csv.gz`).
+    Written only when the chapter runs in the book (`book_root`); elsewhere only the links are shown, so test
+    runs leave the book's files alone. Links are relative to the chapter's page in the built HTML.
     """
+    import pandas as pd
+
     root = book_root() if root is None else root
-    name = f"{chapter}.csv.gz"
+    parts = {"": tables} if isinstance(tables, pd.DataFrame) else dict(tables)
+    names = {part: f"{chapter}-{part}.parquet" if part else f"{chapter}.parquet" for part in parts}
     if root is not None:
-        write_results(table, root / RESULTS_DIR / name, decimals)
-    columns = ", ".join(table.columns)
-    url = f"{RESULTS_URL}/{name}"
-    markdown = (f"Per-pair results of this run: [`{name}`]({url}) ({len(table):,} rows; columns {columns}; "
-                f"floats rounded to {decimals} decimals; gzipped CSV).")
-    html = (f'<p>Per-pair results of this run: <a href="{url}"><code>{name}</code></a> ({len(table):,} rows; '
-            f"columns {columns}; floats rounded to {decimals} decimals; gzipped CSV).</p>")
-    return Display({"text/html": html, "text/markdown": markdown, "text/plain": f"Per-pair results: {url}"})
+        for part, table in parts.items():
+            write_results(table, root / RESULTS_DIR / names[part])
+    rows = sum(len(t) for t in parts.values())
+    columns = ", ".join(dict.fromkeys(c for t in parts.values() for c in t.columns))
+    what = (f"{rows:,} rows; columns {columns}; confidences as float32, the precision every number in this chapter "
+            "is computed from; Parquet, e.g. <code>pandas.read_parquet</code>")
+    links = [(names[p], f"{RESULTS_URL}/{names[p]}") for p in parts]
+    html = ("<p>Per-pair results of this run: " + ", ".join(f'<a href="{url}"><code>{n}</code></a>' for n, url in links)
+            + f" ({what}).</p>")
+    markdown = "Per-pair results of this run: " + ", ".join(f"[`{n}`]({url})" for n, url in links) + f" ({what.replace('<code>', '`').replace('</code>', '`')})."
+    return Display({"text/html": html, "text/markdown": markdown,
+                    "text/plain": "Per-pair results: " + ", ".join(url for _, url in links)})

@@ -1,30 +1,73 @@
-"""SPEC §6 on counts: power, the exact cell test against chance, claim classes, resampling.
+"""SPEC §6 (version 3) on counts: power, seed-aware tests against a null, claim classes, resampling.
 
-Pure functions of counts and per-pair indicator arrays; `analysis` feeds them the chapters' runs.
-Exact binomial statistics come from scipy (`binomtest`, its Clopper–Pearson interval, Fisher's
-exact test); the hierarchical bootstrap is written here because no library resamples seeds and
-pairs jointly across several cells that share models.
+Pure functions of counts and per-pair indicator arrays; `analysis` feeds them the chapters' runs. The
+Clopper–Pearson interval and the t and normal distributions come from scipy; the seed-aware test and the
+hierarchical bootstrap are written here because no library tests an effect over a handful of training seeds
+with a within-seed floor, or resamples seeds and pairs jointly across cells that share models.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
-MIN_FLIPS = 30  # §6: a cell needs at least this many flips, pooled over seeds
+MIN_FLIPS = 30  # §6 power: a cell needs at least this many flips, pooled over seeds
+MIN_KNOWN = 0.05  # §6 power: the weak GT model must know at least this share of the test pairs
 LEVEL = 0.95
 ALPHA = 0.05  # two-sided test level
 N_BOOT = 1000
+DELTA = 0.05  # the smallest effect of interest: "not reproduced" and "no change" need an interval inside it
+MIN_TREND_CELLS = 4
 
-# outcome of one cell's test against its chance level p0
-ABOVE, AT_CHANCE, BELOW, NO_POWER = "above", "at chance", "below", "no power"
+# a cell's outcome against one null, and against all of them (`cell_class`)
+ABOVE, AT_CHANCE, BELOW, MIXED, NO_POWER = "above", "at chance", "below", "mixed", "no power"
+# a comparison's outcome: moved (ABOVE / BELOW), shown unchanged (interval within ±δ), or not shown either way
+NO_CHANGE, UNCLEAR = "no change", "unclear"
 # the four claim classes, in the order the intro tallies them
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE = (
     "reproduced", "not reproduced", "inconclusive", "not testable on this ladder")
 CLASSES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
+
+# why a cell has no power (§6), kept as data
+NO_GAP, NO_BOUNDARY, FEW_FLIPS = "no capability gap", "no knowledge boundary", "too few flips"
+
+
+@dataclass(frozen=True)
+class Power:
+    """The three power conditions of a cell (§6): a real capability gap (the paired interval of strong − weak
+    GT accuracy lies above 0), a knowledge boundary (the weak GT model knows ≥ MIN_KNOWN of the test pairs)
+    and enough flips (≥ MIN_FLIPS pooled over seeds)."""
+
+    gap_lo: float
+    weak_known: float
+    flips: int
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the cell has no power (empty when it has)."""
+        out = []
+        if not self.gap_lo > 0:  # NaN counts as no gap
+            out.append(NO_GAP)
+        if not self.weak_known >= MIN_KNOWN:
+            out.append(NO_BOUNDARY)
+        if self.flips < MIN_FLIPS:
+            out.append(FEW_FLIPS)
+        return tuple(out)
+
+    @property
+    def testable(self) -> bool:
+        return not self.reasons
+
+    def text(self) -> str:
+        """The reasons for a reader, with the numbers behind them ('' when testable)."""
+        say = {NO_GAP: f"no capability gap (interval from {self.gap_lo:+.3f})",
+               NO_BOUNDARY: f"weak model knows {self.weak_known:.1%} < {MIN_KNOWN:.0%} of pairs",
+               FEW_FLIPS: f"{self.flips} flips < {MIN_FLIPS}"}
+        return "; ".join(say[r] for r in self.reasons)
 
 
 def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -35,68 +78,80 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return float(ci.low), float(ci.high)
 
 
-def binomial_outcome(k: int, n: int, p0: float, alpha: float = ALPHA) -> tuple[str, float]:
-    """Two-sided exact binomial test of k successes in n against p0: ('above' | 'below' | 'at chance',
-    p-value). 'above'/'below' only when the test rejects at `alpha` in that direction."""
-    if n == 0 or not np.isfinite(p0):
-        return AT_CHANCE, float("nan")
-    if not 0.0 <= p0 <= 1.0:
-        raise ValueError(f"chance level p0 must lie in [0, 1], got {p0}")
-    p = float(sps.binomtest(int(k), int(n), float(p0)).pvalue)
-    if p < alpha:
-        return (ABOVE if k / n > p0 else BELOW), p
-    return AT_CHANCE, p
+def cell_class(outcomes: Sequence[str]) -> str:
+    """A testable cell's class from its outcomes against each informed null: above (significantly above every
+    one), below (below every one), at chance (differs from none), mixed otherwise."""
+    if not outcomes:
+        return AT_CHANCE
+    if all(o == ABOVE for o in outcomes):
+        return ABOVE
+    if all(o == BELOW for o in outcomes):
+        return BELOW
+    if all(o == AT_CHANCE for o in outcomes):
+        return AT_CHANCE
+    return MIXED
 
 
-def two_proportion_outcome(k_base: int, n_base: int, k: int, n: int, alpha: float = ALPHA) -> tuple[str, float]:
-    """Fisher's exact test of k/n against k_base/n_base: ('above' | 'below' | 'no change', p-value)."""
-    if n == 0 or n_base == 0:
-        return "no change", float("nan")
-    table = [[k, n - k], [k_base, n_base - k_base]]
-    p = float(sps.fisher_exact(table).pvalue)
-    if p < alpha:
-        return (ABOVE if k / n > k_base / n_base else BELOW), p
-    return "no change", p
-
-
-def power_reason(gap_lo: float, flips: int, min_flips: int = MIN_FLIPS) -> str:
-    """Why a cell has no power ('' when it is testable): no real capability gap (the paired
-    interval's lower end not above 0), or fewer than `min_flips` pooled flips."""
-    reasons = []
-    if not gap_lo > 0:  # NaN counts as no gap
-        reasons.append("no capability gap")
-    if flips < min_flips:
-        reasons.append(f"{flips} flips < {min_flips}")
-    return "; ".join(reasons)
-
-
-def claim_class(outcomes: Sequence[str]) -> str:
-    """A claim's class from its cells' outcomes (§6), over testable cells only: not testable with fewer
-    than two; reproduced when most are above and none below; not reproduced when most are at chance
-    or below; inconclusive otherwise."""
+def claim_class(outcomes: Sequence[str], effects: Sequence[SeedTest]) -> str:
+    """A claim's class from its cells' classes (§6 v3), over testable cells only: not testable with fewer than
+    two; reproduced when most are above and none below; not reproduced when most are at chance or below and
+    every pooled effect (DS minus an informed null) has its interval entirely below DELTA; else inconclusive."""
     testable = [o for o in outcomes if o != NO_POWER]
     if len(testable) < 2:
         return NOT_TESTABLE
     above, below = testable.count(ABOVE), testable.count(BELOW)
     if above > len(testable) / 2 and below == 0:
         return REPRODUCED
-    if len(testable) - above > len(testable) / 2:
+    quiet = testable.count(AT_CHANCE) + below
+    if quiet > len(testable) / 2 and effects and all(e.below(DELTA) for e in effects):
         return NOT_REPRODUCED
     return INCONCLUSIVE
 
 
-def trend_class(lo: float, hi: float) -> str:
-    """A trend's class from its slope interval: reproduced above 0, not reproduced below, else inconclusive
-    (a NaN interval means fewer than the cells a trend needs: not testable)."""
-    if np.isnan(lo) or np.isnan(hi):
+def change_class(test: SeedTest) -> str:
+    """One comparison's outcome: above / below when the change is significant, no change when its interval lies
+    inside ±DELTA, unclear otherwise."""
+    moved = test.outcome()
+    if moved != AT_CHANCE:
+        return moved
+    return NO_CHANGE if test.within(DELTA) else UNCLEAR
+
+
+def change_claim_class(changes: Sequence[str], pooled: SeedTest, direction: str) -> str:
+    """A claim that a change moves DS `direction` (ABOVE or BELOW), over testable comparisons: not testable with
+    fewer than two; reproduced when most move that way and none the other way; not reproduced when most show no
+    change or the other way and the pooled change's interval excludes a move of DELTA that way; else
+    inconclusive."""
+    other = BELOW if direction == ABOVE else ABOVE
+    testable = [c for c in changes if c != NO_POWER]
+    if len(testable) < 2:
         return NOT_TESTABLE
-    return REPRODUCED if lo > 0 else NOT_REPRODUCED if hi < 0 else INCONCLUSIVE
+    if testable.count(direction) > len(testable) / 2 and testable.count(other) == 0:
+        return REPRODUCED
+    quiet = testable.count(NO_CHANGE) + testable.count(other)
+    ruled_out = pooled.hi < DELTA if direction == ABOVE else pooled.lo > -DELTA
+    if quiet > len(testable) / 2 and np.isfinite(pooled.lo) and ruled_out:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def trend_class(lo: float, hi: float, gap_range: float, n_cells: int) -> str:
+    """'Excess DS grows with the gap' from its slope interval (per unit of gap): not testable with fewer than
+    MIN_TREND_CELLS testable cells; reproduced above 0; not reproduced when the interval rules out a rise of
+    DELTA across the measured range of gaps (hi × range < DELTA); else inconclusive."""
+    if n_cells < MIN_TREND_CELLS or not (np.isfinite(lo) and np.isfinite(hi)):
+        return NOT_TESTABLE
+    if lo > 0:
+        return REPRODUCED
+    if hi * gap_range < DELTA:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
 
 
 def tally(outcomes: Sequence[str]) -> str:
-    """'a above, c at chance, b below (m of N cells testable)' for verdict evidence."""
+    """'a above, c at chance, m mixed, b below (t of N cells testable)' for verdict evidence."""
     testable = [o for o in outcomes if o != NO_POWER]
-    parts = [f"{testable.count(o)} {o}" for o in (ABOVE, AT_CHANCE, BELOW)]
+    parts = [f"{testable.count(o)} {o}" for o in (ABOVE, AT_CHANCE, MIXED, BELOW) if o != MIXED or MIXED in testable]
     return f"{', '.join(parts)} ({len(testable)} of {len(outcomes)} cells testable)"
 
 
@@ -197,3 +252,96 @@ def slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = sxy / sxx
     out[(n < 2) | ~(sxx > 1e-15)] = np.nan
     return out
+
+
+# ---------------------------------------------------------------------------
+# Seed-aware tests (SPEC §6 v3): seeds are the independent replicates of a training; a cell's excess over a
+# null is judged by how it varies from seed to seed, not by pooling every seed's flips as independent draws.
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SeedTest:
+    """An effect pooled over seeds with its standard error, degrees of freedom, two-sided p-value and 95 %
+    interval (NaN where no seed carries information)."""
+
+    estimate: float
+    se: float
+    df: float
+    p: float
+    lo: float
+    hi: float
+    seeds: int
+
+    def outcome(self, alpha: float = ALPHA) -> str:
+        """'above' / 'below' when the test rejects at `alpha` in that direction, else 'at chance'."""
+        if not np.isfinite(self.p) or self.p >= alpha:
+            return AT_CHANCE
+        return ABOVE if self.estimate > 0 else BELOW
+
+    def within(self, delta: float = DELTA) -> bool:
+        """Whether the whole interval lies inside (−delta, +delta): the effect is shown small."""
+        return bool(np.isfinite(self.lo) and -delta < self.lo and self.hi < delta)
+
+    def below(self, delta: float = DELTA) -> bool:
+        """Whether the whole interval lies below +delta: an effect of delta or more is ruled out."""
+        return bool(np.isfinite(self.hi) and self.hi < delta)
+
+
+NO_TEST = SeedTest(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0)
+
+
+def seed_test(d: np.ndarray, w: np.ndarray, v: np.ndarray, level: float = LEVEL) -> SeedTest:
+    """Pool per-seed effects `d` with weights `w` (flips) into D = Σ w d / Σ w and test D = 0 over seeds.
+
+    The variance is the cluster-robust one with seeds as clusters, K/(K−1) Σ w²(d − D)² / (Σ w)², with a
+    t distribution of K − 1 degrees of freedom: it counts how much seeds disagree, which a test pooling every
+    seed's flips as one sample ignores (with 3 seeds and 17,015 flips such a test calls a seed-to-seed wobble
+    significant). Where seeds agree more closely than their own sampling noise allows, the within-seed
+    variance Σ w² v / (Σ w)² (`v`: each d's sampling variance) is the floor. One seed: that variance and a
+    normal test. Seeds with weight 0 carry no information and are left out. Calibrated by simulation in
+    tests/test_calibration.py (SPEC §6).
+    """
+    d, w, v = (np.asarray(x, dtype=np.float64) for x in (d, w, v))
+    keep = (w > 0) & np.isfinite(d)
+    d, w, v = d[keep], w[keep], np.nan_to_num(v[keep])
+    k = len(d)
+    if k == 0:
+        return NO_TEST
+    total = w.sum()
+    est = float((w * d).sum() / total)
+    within = float((w * w * v).sum() / total**2)
+    if k > 1:
+        between = float(k / (k - 1) * (w * w * (d - est) ** 2).sum() / total**2)
+        var, df = max(between, within), float(k - 1)
+    else:
+        var, df = within, float("inf")
+    se = float(np.sqrt(var))
+    crit = float(sps.t.ppf(0.5 + level / 2, df)) if np.isfinite(df) else float(sps.norm.ppf(0.5 + level / 2))
+    if se == 0:
+        p = 1.0 if est == 0 else 0.0
+    else:
+        t = abs(est) / se
+        p = float(2 * (sps.t.sf(t, df) if np.isfinite(df) else sps.norm.sf(t)))
+    return SeedTest(est, se, df, p, est - crit * se, est + crit * se, k)
+
+
+def excess_test(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray, flips: np.ndarray) -> SeedTest:
+    """DS minus a chance level, tested over seeds: per seed (O − E)/F with weight F and variance V/F²; the
+    pooled estimate is ΣO/ΣF − ΣE/ΣF."""
+    f = np.asarray(flips, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (np.asarray(observed) - np.asarray(expected)) / f
+        v = np.asarray(variance) / f**2
+    return seed_test(d, f, v)
+
+
+def difference_test(per_seed_a: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    per_seed_b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SeedTest:
+    """Effect b − effect a, paired seed by seed: each argument is (d, w, v) per seed; a seed's weight is the
+    harmonic combination of its two weights (so a seed where either side has few flips counts little), its
+    variance the sum of the two."""
+    (da, wa, va), (db, wb, vb) = per_seed_a, per_seed_b
+    wa, wb = np.asarray(wa, dtype=np.float64), np.asarray(wb, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where((wa > 0) & (wb > 0), wa * wb / (wa + wb), 0.0)
+    return seed_test(np.asarray(db) - np.asarray(da), w, np.asarray(va) + np.asarray(vb))

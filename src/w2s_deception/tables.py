@@ -10,8 +10,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .notebook import Display
-from .stats import CLASSES
+from .display import Display
+from .stats import CLASSES, MIN_FLIPS, MIN_KNOWN, NO_POWER
 
 VERDICT_COLOURS = dict(zip(CLASSES, ("#1a7f37", "#cf222e", "#9a6700", "#6e7781")))
 VERDICT_BACKGROUNDS = dict(zip(CLASSES, ("#dafbe1", "#ffebe9", "#fff8c5", "#eaeef2")))
@@ -92,9 +92,10 @@ def _interval(mean: float, lo: float, hi: float, fmt: str = ".3f") -> str:
 
 
 def ds_view(ds: pd.DataFrame, by: tuple[str, ...] = ()) -> Display:
-    """A DS table for readers: each cell's pooled flips, DS with its exact 95 % interval, chance level
-    p0, the Sk∩Wuk share of test pairs (Fig. 8), the GT accuracy gap and the §6 outcome. `by`: leading
-    columns of the table to keep (e.g. 'T', 'alpha', 'scenario')."""
+    """A DS table for readers: each cell's pooled flips, DS with its exact 95 % interval, every chance level
+    shown beside it (uniform p0, reference-matched, label-matched for absolute DS, the placebo twin's DS), the
+    excess over the informed null with its seed-aware interval, the weak-knowledge contrast, the GT accuracy
+    gap and the §6 class. `by`: leading columns of the table to keep (e.g. 'T', 'alpha', 'scenario')."""
     from .charts import objective_label
 
     t = pd.DataFrame({c: ds[c] for c in by})
@@ -104,28 +105,49 @@ def ds_view(ds: pd.DataFrame, by: tuple[str, ...] = ()) -> Display:
     t["GT gap [95%]"] = [_interval(g, lo, hi, "+.3f") for g, lo, hi in zip(ds["gap"], ds["gap_lo"], ds["gap_hi"])]
     t["flips"] = ds["flips"].astype(int)
     t["DS [95%]"] = [_interval(d, lo, hi) for d, lo, hi in zip(ds["DS"], ds["DS_lo"], ds["DS_hi"])]
-    t["chance p0"] = ds["p0"]
-    t["Sk∩Wuk share"] = ds["area"]
-    t["vs chance"] = [f"no power ({why})" if v == "no power" else v for v, why in zip(ds["vs_chance"], ds["no_power"])]
-    return show_table(t, widths={"vs chance": "8em"})
+    t["uniform p0"] = ds["p0"]
+    t["p0 reference-matched"] = ds["p0_reference"]
+    if ds["p0_label"].notna().any():
+        t["p0 label-matched"] = ds["p0_label"]
+    if ds["p0_placebo"].notna().any():
+        t["placebo DS"] = ds["p0_placebo"]
+    t["DS − informed null [95%]"] = [_interval(e, lo, hi, "+.3f") for e, lo, hi in
+                                     zip(ds["excess"], ds["excess_lo"], ds["excess_hi"])]
+    t["flip rate, weak-unknown ÷ weak-known [95%]"] = [
+        _interval(r, lo, hi, ".2f") for r, lo, hi in zip(ds["contrast"], ds["contrast_lo"], ds["contrast_hi"])]
+    t["class"] = [f"no power ({why})" if v == NO_POWER else c for v, c, why in zip(ds["vs_chance"], ds["class"],
+                                                                                   ds["no_power"])]
+    return show_table(t, widths={"class": "9em", "flip rate, weak-unknown ÷ weak-known [95%]": "8em"})
 
 
 def power_note(ds: pd.DataFrame) -> Display:
-    """One sentence beside a DS figure: how many of its cells have power, and why the others do not."""
-    from .stats import MIN_FLIPS, NO_POWER
-
+    """One sentence beside a DS figure: how many of its cells have power, and why the others do not (counted
+    from the power conditions kept as data: `gap_ok`, `boundary_ok`, `flips_ok`)."""
     n = len(ds)
     bad = ds[ds["vs_chance"] == NO_POWER]
     if bad.empty:
-        text = f"All {n} cells have power (a real capability gap and at least {MIN_FLIPS} flips each)."
+        text = (f"All {n} cells have power (a real capability gap, a weak model that knows at least {MIN_KNOWN:.0%} of "
+                f"the test pairs, and at least {MIN_FLIPS} flips each).")
     else:
-        gap = int(bad["no_power"].str.contains("no capability gap").sum())
-        few = int(bad["no_power"].str.contains("flips <").sum())
-        why = ", ".join(([f"{gap} without a real capability gap (GT accuracy interval of strong − weak not above 0)"]
-                         if gap else []) + ([f"{few} with fewer than {MIN_FLIPS} flips"] if few else []))
-        text = (f"**No power in {len(bad)} of {n} cells** ({why}): drawn hollow, they count towards no verdict. "
-                + ("No cell here can test the paper's claim." if len(bad) == n else ""))
+        why = [f"{int((~bad[col]).sum())} {words}" for col, words in (
+            ("gap_ok", "without a real capability gap (GT accuracy interval of strong − weak not above 0)"),
+            ("boundary_ok", f"whose weak model knows fewer than {MIN_KNOWN:.0%} of the test pairs"),
+            ("flips_ok", f"with fewer than {MIN_FLIPS} flips")) if (~bad[col]).any()]
+        text = (f"**No power in {len(bad)} of {n} cells** ({', '.join(why)}): drawn hollow, they count towards no "
+                "verdict. " + ("No cell here can test the paper's claim." if len(bad) == n else ""))
     return Display({"text/markdown": text, "text/plain": text})
+
+
+def comparison_view(table: pd.DataFrame) -> Display:
+    """Like-for-like comparisons (`analysis.comparison_table`): DS and its excess over the informed null before
+    and after, the change of the excess with its seed-aware interval, and the outcome (no change needs the
+    interval inside ±δ)."""
+    t = table[["comparison", "DS before", "DS after", "excess before", "excess after"]].copy()
+    t["change of the excess [95%]"] = [_interval(c, lo, hi, "+.3f") for c, lo, hi in
+                                       zip(table["change"], table["change_lo"], table["change_hi"])]
+    t["flips"] = table["flips"].astype(int)
+    t["outcome"] = table["outcome"]
+    return show_table(t, formats={"excess before": "+.3f", "excess after": "+.3f"})
 
 
 def accuracy_view(acc: pd.DataFrame, by: tuple[str, ...] = ()) -> Display:
@@ -167,3 +189,22 @@ def case_view(cases: pd.DataFrame) -> Display:
     t["rejected reply"] = [html.escape(str(r).strip()) for r in cases["rejected"]]
     return show_table(t, html_columns=("dialogue", "chosen (harmless) reply", "rejected reply"),
                       widths={"dialogue": "16em", "chosen (harmless) reply": "12em", "rejected reply": "12em"})
+
+
+def verdict_css(verdict: str) -> str:
+    """The CSS class of a verdict's badge (book/_static/w2s.css)."""
+    return "w2s-" + verdict.split(" on ")[0].replace(" ", "-")
+
+
+def verdict_html(rows: list[dict[str, str]]) -> str:
+    """A chapter's verdicts: one row per claim (anchor `verdict-<n>`, claim, evidence, the check that moved a fragile
+    claim) and its class as a badge."""
+    out = ['<table class="w2s-verdicts"><thead><tr><th>claim and evidence</th><th>verdict</th></tr></thead><tbody>']
+    for i, row in enumerate(rows):
+        claim, verdict, evidence = (html.escape(" ".join(str(row[c]).split())) for c in ("claim", "verdict", "evidence"))
+        fragile = row.get("fragile") or ""
+        note = f' <span class="w2s-fragile">(fragile: {html.escape(fragile)})</span>' if fragile else ""
+        out.append(f'<tr id="verdict-{i}"><td>{claim}<br><small>{evidence}</small></td><td><span class="w2s-badge '
+                   f'{verdict_css(row["verdict"])}">{verdict}</span>{note}</td></tr>')
+    out.append("</tbody></table>")
+    return "\n".join(out)
