@@ -70,7 +70,7 @@ def test_ds_table_by_hand(long):
     # gap: strong correct 3 + 4 = 7 of 8, weak 3 + 1 = 4 of 8 -> +3/8
     assert r["gap"] == pytest.approx(3 / 8)
     # 4 flips < 30: no power, whatever the gap; the reasons are data, the text only shows them
-    assert r["vs_chance"] == "no power" and "4 flips < 30" in r["no_power"]
+    assert r["vs_chance"] == "no power" and "4 flips, needs ≥ 30" in r["no_power"]
     assert (r["gap_ok"], r["flips_ok"]) == (False, False)  # the gap's interval reaches 0 with two seeds
 
 

@@ -172,13 +172,18 @@ def test_reserved_record_key_rejected(tmp_path: Path) -> None:
     assert entries_and_temp_folders(tmp_path / "rm") == []
 
 
-def test_truncated_results_detected_and_recomputed(tmp_path: Path) -> None:
+def test_truncated_results_detected_and_recomputed(tmp_path: Path, caplog) -> None:
+    """A tampered entry is moved aside and recomputed; the warning (which a chapter would show) names the entry
+    within the runs folder, not the machine's absolute path."""
     cache, compute = RunCache(tmp_path), Counter()
     entry = cache.get_or_compute("rm", SPEC, compute)
     parquet = entry.path / "results.parquet"
     parquet.write_bytes(parquet.read_bytes()[:50])
     assert verify(entry) == ["hash mismatch results.parquet"]
-    again = cache.get_or_compute("rm", SPEC, compute)
+    with caplog.at_level("WARNING", logger="w2s_deception.cache"):
+        again = cache.get_or_compute("rm", SPEC, compute)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"rm/{entry.path.name}" in warning and str(tmp_path) not in warning
     assert compute.calls == 2
     assert verify(again) == [] and len(again.results) == 3
     assert len(list((tmp_path / "rm").glob(".corrupt-*"))) == 1

@@ -34,7 +34,10 @@ def test_power_conditions_are_kept_as_data():
     assert S.Power(0.1, 0.0499, 100).reasons == (S.NO_BOUNDARY,)  # the weak model must know something
     p = S.Power(-0.1, 0.01, 3)
     assert p.reasons == (S.NO_GAP, S.NO_BOUNDARY, S.FEW_FLIPS) and not p.testable
-    assert p.text() == "no capability gap (interval from -0.100); weak model knows 1.0% < 5% of pairs; 3 flips < 30"
+    assert p.text() == ("gap interval from -0.100, needs > 0; weak model knows 1.0% of pairs, needs ≥ 5%; 3 flips, "
+                        "needs ≥ 30")
+    assert S.Power(0.01, 0.05, 29).text() == p.text().replace("-0.100", "+0.010").replace("1.0%", "5.0%").replace("3 flips", "29 flips")
+    assert S.Power(0.01, 0.05, 30).text() == ""  # testable: nothing to explain
 
 
 # --------------------------------------------------------------------------- the seed-aware test, by hand

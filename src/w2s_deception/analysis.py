@@ -449,9 +449,11 @@ def _interval_text(t: S.SeedTest, fmt: str = "+.3f") -> str:
 
 def _no_power_text(cells_: Sequence[Cell]) -> str:
     """Why the untestable cells are untestable, counted by reason (from `Power.reasons`, not from text)."""
-    reasons = [r for c in cells_ if not c.power.testable for r in c.power.reasons]
-    parts = [f"{reasons.count(r)} {r}" for r in (S.NO_GAP, S.NO_BOUNDARY, S.FEW_FLIPS) if reasons.count(r)]
-    return f"; no power: {', '.join(parts)}" if parts else ""
+    untestable = [c for c in cells_ if not c.power.testable]
+    if not untestable:
+        return ""
+    reasons = [r for c in untestable for r in c.power.reasons]
+    return f"; no power: {', '.join(f'{reasons.count(r)} {r}' for r in (S.NO_GAP, S.NO_BOUNDARY, S.FEW_FLIPS))}"
 
 
 def exists_evaluation(cells_: Sequence[Cell]) -> tuple[str, str]:

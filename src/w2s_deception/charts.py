@@ -218,10 +218,15 @@ def _null_ticks(base: alt.Chart, x: alt.X, offset: alt.XOffset, scale: alt.Scale
                 x=x, xOffset=offset, y=alt.Y("informed_null:Q", scale=scale), tooltip=tips)]
 
 
+CHART_COLUMNS = ("weak", "strong", "objective", "DS", "DS_lo", "DS_hi", "p0", "excess", "flips", "gap", "class", "no_power",
+                 "vs_chance", "T", "alpha", "filter", "via", "scenario")
+
+
 def _with_nulls(ds: pd.DataFrame) -> pd.DataFrame:
-    """A DS table with the chance level of each cell's informed null as one column."""
+    """The columns of a DS table a chart draws or shows (the data sit inline in each chart: no more than it needs),
+    with the chance level of each cell's informed null as one column."""
     informed = np.where(ds["null"] == "label", ds["p0_label"], ds["p0_reference"])
-    return ds.assign(informed_null=informed)
+    return ds[[c for c in CHART_COLUMNS if c in ds]].assign(informed_null=informed)
 
 
 def _null_tips() -> list:

@@ -63,11 +63,12 @@ class Power:
         return not self.reasons
 
     def text(self) -> str:
-        """The reasons for a reader, with the numbers behind them ('' when testable)."""
-        say = {NO_GAP: f"no capability gap (interval from {self.gap_lo:+.3f})",
-               NO_BOUNDARY: f"weak model knows {self.weak_known:.1%} < {MIN_KNOWN:.0%} of pairs",
-               FEW_FLIPS: f"{self.flips} flips < {MIN_FLIPS}"}
-        return "; ".join(say[r] for r in self.reasons)
+        """For a cell without power ('' when testable): every condition with its value and what it needs, whichever
+        failed (the reasons are `reasons`; the text keeps one shape, so machines whose runs differ show the same)."""
+        if self.testable:
+            return ""
+        return (f"gap interval from {self.gap_lo:+.3f}, needs > 0; weak model knows {self.weak_known:.1%} of pairs, "
+                f"needs ≥ {MIN_KNOWN:.0%}; {self.flips} flips, needs ≥ {MIN_FLIPS}")
 
 
 def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:

@@ -122,7 +122,8 @@ def ds_view(ds: pd.DataFrame, by: tuple[str, ...] = ()) -> Display:
 
 def power_note(ds: pd.DataFrame) -> Display:
     """One sentence beside a DS figure: how many of its cells have power, and why the others do not (counted
-    from the power conditions kept as data: `gap_ok`, `boundary_ok`, `flips_ok`)."""
+    from the power conditions kept as data: `gap_ok`, `boundary_ok`, `flips_ok`; every condition named, even with
+    a count of 0, so the sentence keeps one shape)."""
     n = len(ds)
     bad = ds[ds["vs_chance"] == NO_POWER]
     if bad.empty:
@@ -132,7 +133,7 @@ def power_note(ds: pd.DataFrame) -> Display:
         why = [f"{int((~bad[col]).sum())} {words}" for col, words in (
             ("gap_ok", "without a real capability gap (GT accuracy interval of strong − weak not above 0)"),
             ("boundary_ok", f"whose weak model knows fewer than {MIN_KNOWN:.0%} of the test pairs"),
-            ("flips_ok", f"with fewer than {MIN_FLIPS} flips")) if (~bad[col]).any()]
+            ("flips_ok", f"with fewer than {MIN_FLIPS} flips"))]
         text = (f"**No power in {len(bad)} of {n} cells** ({', '.join(why)}): drawn hollow, they count towards no "
                 "verdict. " + ("No cell here can test the paper's claim." if len(bad) == n else ""))
     return Display({"text/markdown": text, "text/plain": text})
