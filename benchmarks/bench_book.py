@@ -43,8 +43,8 @@ def main() -> int:
         nb["metadata"]["edited_for_benchmark"] = time.time()
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "w2s_deception.book", "--profile", args.profile, "--jobs", str(args.jobs)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    run = subprocess.run([sys.executable, "-m", "w2s_deception.book", "--profile", args.profile,
+                          "--jobs", str(args.jobs)], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime

@@ -26,8 +26,17 @@ from w2s_deception.activations import keep_top_blocks
 from w2s_deception.config import get_config
 from w2s_deception.experiments import open_cache
 from w2s_deception.ladder import load_trunk
-from w2s_deception.preference import (WARMUP, ResponseScorer, _sft_loss, _SFTBatches, _trainable, load_policy_pairs,
-                                      po_confidence, po_loss_fn, score_pairs)
+from w2s_deception.preference import (
+    WARMUP,
+    ResponseScorer,
+    _sft_loss,
+    _SFTBatches,
+    _trainable,
+    load_policy_pairs,
+    po_confidence,
+    po_loss_fn,
+    score_pairs,
+)
 from w2s_deception.train import fit
 
 
@@ -83,7 +92,8 @@ def main() -> None:
     lm, _ = load_trunk(cfg, cfg.rung(args.rung), cache)
     t_top = step_seconds(ResponseScorer(_trainable(cfg, lm)), cached, cfg, args.steps)
     print(f"SimPO step of {args.batch} pairs: LoRA on all blocks {t_all:.1f} CPU-s, on the top "
-          f"{lm.config.num_hidden_layers} blocks from the cache {t_top:.1f} CPU-s: {t_all / t_top:.2f}x faster", flush=True)
+          f"{lm.config.num_hidden_layers} blocks from the cache {t_top:.1f} CPU-s: {t_all / t_top:.2f}x faster",
+          flush=True)
 
     if args.train:
         train, val = cached.subset(np.arange(args.train)), cached.subset(np.arange(args.train, args.train + args.val))

@@ -50,7 +50,7 @@ class Trainer:
     name: str
     group: str
     what: str
-    run: Callable[["Workload"], RunResult] | None
+    run: Callable[[Workload], RunResult] | None
     max_pairs: int | None = None  # train on at most this many pairs (slow trainers); tokens/s stays comparable
     env: dict[str, str] = field(default_factory=dict)  # set in its process before anything is imported from it
     requires: str | None = None  # a module that must be importable (optional extras)

@@ -50,7 +50,8 @@ def shipped(w: Workload, model: RewardModel, micro_batch: int | None = MICRO_PAI
 
 
 @register("project", group=REWARD,
-          what=f"w2s_deception train_reward_model, full fine-tuning, fp32, length-sorted micro-batches of {MICRO_PAIRS}")
+          what="w2s_deception train_reward_model, full fine-tuning, fp32, "
+               f"length-sorted micro-batches of {MICRO_PAIRS}")
 def project(w: Workload) -> RunResult:
     return shipped(w, reward_model(w))
 

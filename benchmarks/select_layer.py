@@ -57,7 +57,8 @@ def main() -> None:
     model.eval()
     seqs = pair_sequences(tok, pairs, cfg.max_length)
     start = time.perf_counter()
-    feats = torch.tensor(layer_features(model, seqs, tok.pad_token_id)).reshape(-1, len(pairs), 2, model.config.hidden_size)
+    feats = torch.tensor(layer_features(model, seqs, tok.pad_token_id)).reshape(-1, len(pairs), 2,
+                                                                              model.config.hidden_size)
     print(f"features of {len(seqs)} sequences at every depth: {time.perf_counter() - start:.0f} s", flush=True)
     folds = np.array_split(np.random.default_rng(0).permutation(len(pairs)), FOLDS)
     rows = []

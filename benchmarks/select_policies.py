@@ -23,8 +23,17 @@ from w2s_deception.config import PO_RUNGS, get_config
 from w2s_deception.data import load_pairs
 from w2s_deception.experiments import open_cache
 from w2s_deception.ladder import load_trunk, pretrain_entry
-from w2s_deception.preference import (WARMUP, ResponseScorer, _sft_loss, _SFTBatches, _trainable, load_policy_pairs,
-                                      po_confidence, po_loss_fn, score_pairs)
+from w2s_deception.preference import (
+    WARMUP,
+    ResponseScorer,
+    _sft_loss,
+    _SFTBatches,
+    _trainable,
+    load_policy_pairs,
+    po_confidence,
+    po_loss_fn,
+    score_pairs,
+)
 from w2s_deception.train import fit
 
 N_TRAIN, N_VAL = 3000, 1000
@@ -79,7 +88,8 @@ def main() -> None:
                 fit(ResponseScorer(model), train, po_loss_fn(cfg, "simpo", "no_conflict"), lr=lr, epochs=epochs,
                     batch_size=cfg.batch_size, micro_batch=cfg.micro_batch, seed=args.seed, desc=f"SimPO {name}")
                 rows.append({"rung": name, "stage": f"SimPO lr {lr:g} × {epochs}",
-                             "cpu_s": round(time.process_time() - start, 1), **accuracy(model.eval(), val, val_difficulty)})
+                             "cpu_s": round(time.process_time() - start, 1),
+                             **accuracy(model.eval(), val, val_difficulty)})
                 print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

@@ -90,7 +90,7 @@ def test_p0_weights_seeds_by_their_flips():
 def test_p0_of_absolute_ds_is_area_over_ceiling_accuracy(long):
     # reference = gt s. seed 0: ceiling right on {0,1,2} (acc 3/4), area {0,2} -> p0 = 2/3 = (2/4)/(3/4)
     # seed 1: ceiling right everywhere, area {0,2,3} -> p0 = 3/4 = (3/4)/1
-    for seed, models in CONF.items():
+    for _seed, models in CONF.items():
         s, w = np.array(models[("gt", "s", "s")]), np.array(models[("gt", "w", "w")])
         expected = M.area_proportion(s, w, T) / M.accuracy(s)
         assert M.absolute_chance_deception_score(s, w, T) == pytest.approx(expected)
@@ -419,7 +419,8 @@ def test_route_table_pairs_each_route_with_its_own_reference():
     gt = pd.concat([_long({("gt", "w", "w"): np.full(n, 0.2)}), _long({("gt", "s", "s"): np.full(n, 0.9)})])
     right, wrong = np.full(n, 0.8), np.r_[np.full(2, 0.3), np.full(n - 2, 0.8)]
     routes = pd.concat([
-        pd.DataFrame({"model": m, "weak": "w", "via": via, "strong": "s", "seed": 0, "pair_id": range(n), "confidence": c})
+        pd.DataFrame({"model": m, "weak": "w", "via": via, "strong": "s", "seed": 0, "pair_id": range(n),
+                      "confidence": c})
         for via, m, c in (("w", "no_conflict", right), ("w", "implicit", wrong), ("m", "no_conflict", wrong),
                           ("m", "implicit", wrong))], ignore_index=True)
     ds, acc = A.route_table(gt, routes, 0.75)

@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -152,7 +151,8 @@ def test_the_build_never_passes_off_a_stale_chapter(tmp_path: Path, own_runs_fol
 
     shutil.rmtree(own_runs_folder)  # (b) the run cache deleted
     assert main(argv, root=root) == 0
-    assert "re-executing cached: book/cached.ipynb is stale (1 of the runs it read are not in" in "".join(capfd.readouterr())
+    assert ("re-executing cached: book/cached.ipynb is stale (1 of the runs it read are not in"
+            in "".join(capfd.readouterr()))
     assert (own_runs_folder / "toy").is_dir() and executed.read_bytes() == first
 
     with pytest.raises(papermill.PapermillExecutionError):  # (c) a failed run by hand, left in book/
@@ -190,7 +190,8 @@ def test_the_build_checks_the_data_and_says_what_is_wrong_in_one_line(tmp_path: 
     assert not (root / "book" / "good.ipynb").exists()
 
 
-def test_the_profile_comes_from_w2s_profile_as_in_the_tests_and_notebooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_profile_comes_from_w2s_profile_as_in_the_tests_and_notebooks(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_root(tmp_path / "root", ["good"])
     monkeypatch.setenv("W2S_PROFILE", "smoke")
     assert main(["--skip-html"], root=root) == 0
@@ -591,13 +592,14 @@ def test_render_verdicts_findings_matrix_and_folded_table() -> None:
                                        "HH reward models"),
             ("DS grows <b> gap", "inconclusive", "slope 0.010,\n95% [-0.002, 0.020]", "gap", "HH reward models",
              "leaving out seed 1: reproduced"))),
-        ("parts/po.html", "PO", verdicts_payload("po", "cpu", ("PO deceives too", "not testable on this ladder", "0 of 3",
-                                                               "po", "sums policies"))),
+        ("parts/po.html", "PO", verdicts_payload("po", "cpu", ("PO deceives too", "not testable on this ladder",
+                                                               "0 of 3", "po", "sums policies"))),
     ])
     findings, rest = html.split("</div>", 1)
     assert "<b>3 claims</b>: 1 reproduced, 0 not reproduced, 1 inconclusive, 1 not testable on this ladder" in findings
     assert "(1 of the inconclusive ones fragile" in findings
-    assert "On <b>HH reward models</b>, 2 of 2 claims are testable. Reproduced: Weak-to-strong deception exists (§4)." in findings
+    assert ("On <b>HH reward models</b>, 2 of 2 claims are testable. Reproduced: Weak-to-strong deception exists (§4)."
+            in findings)
     assert "On <b>sums policies</b>, 0 of 1 claims are testable, and none is reproduced or shown absent." in findings
     assert "No placebo twins have been trained yet" in findings
     matrix, table = rest.split("<details", 1)
@@ -610,7 +612,8 @@ def test_render_verdicts_findings_matrix_and_folded_table() -> None:
     assert 'href="reward_modeling.html#verdict-1"' in gap and "inconclusive (fragile)" in gap
     assert 'href="parts/po.html#verdict-0"' in matrix and ">not testable</a>" in matrix
     rows = table.split("<tr>")[2:]
-    assert len(rows) == 3 and '<a href="reward_modeling.html#verdict-0">Reward modeling</a>: Deception exists' in rows[0]
+    assert len(rows) == 3
+    assert '<a href="reward_modeling.html#verdict-0">Reward modeling</a>: Deception exists' in rows[0]
     assert "DS grows &lt;b&gt; gap" in rows[1] and "slope 0.010, 95% [-0.002, 0.020]" in rows[1]
     assert ">not testable on this ladder</a>" in rows[2]
     assert render_verdicts([]).startswith("*No chapter has recorded verdicts yet")
@@ -636,15 +639,18 @@ def test_update_intro_rewrites_only_between_the_markers(tmp_path: Path) -> None:
     executed_chapter(tmp_path / "book" / "silent.ipynb", None)
     (tmp_path / "book" / "page.md").write_text("# A page\n", encoding="utf-8")
     intro = tmp_path / "book" / "intro.md"
-    intro.write_text(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\nstale table\n{VERDICTS_END}\n\nAfter.\n", encoding="utf-8")
+    intro.write_text(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\nstale table\n{VERDICTS_END}\n\nAfter.\n",
+                     encoding="utf-8")
 
     assert update_intro(tmp_path)
     text = intro.read_text(encoding="utf-8")
     assert text.startswith(f"# Intro\n\nBefore.\n\n{VERDICTS_START}\n<div class=\"w2s-findings\">") and text.endswith(
         f"</table></details>\n{VERDICTS_END}\n\nAfter.\n")
     assert "stale" not in text
-    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].split("<details")[1].split("<tr>")[2:]  # after the header
-    assert ['<a href="b.html#verdict-0">b</a>: claim B' in rows[0], '<a href="a.html#verdict-0">a</a>: claim A' in rows[1]] == [True, True]
+    # the rows after the header
+    rows = text.split(VERDICTS_START)[1].split(VERDICTS_END)[0].split("<details")[1].split("<tr>")[2:]
+    assert '<a href="b.html#verdict-0">b</a>: claim B' in rows[0]
+    assert '<a href="a.html#verdict-0">a</a>: claim A' in rows[1]
     assert len(rows) == 2
     assert update_intro(tmp_path) and intro.read_text(encoding="utf-8") == text  # idempotent
 

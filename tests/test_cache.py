@@ -15,8 +15,19 @@ import pandas as pd
 import pytest
 
 from w2s_deception import numerics
-from w2s_deception.cache import (KEY_EXEMPT, CacheError, RunCache, _code_version, code_text, code_version,
-                                 imported_modules, list_entries, main, run_key, verify)
+from w2s_deception.cache import (
+    KEY_EXEMPT,
+    CacheError,
+    RunCache,
+    _code_version,
+    code_text,
+    code_version,
+    imported_modules,
+    list_entries,
+    main,
+    run_key,
+    verify,
+)
 
 SPEC = {"model": "gpt2-s", "seed": 0, "lr": 1e-5, "data": Path("/d/hh"), "layers": (1, 2)}
 
@@ -101,7 +112,8 @@ def test_code_keys_of_this_package_follow_its_imports() -> None:
 
 def test_code_text_ignores_comments_docstrings_and_layout_but_not_code() -> None:
     base = code_text('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
-    assert code_text('"""Other words."""\n# a comment\ndef f( x ):  # here too\n    """Changed."""\n\n    return x+1\n') == base
+    assert code_text('"""Other words."""\n# a comment\ndef f( x ):  # here too\n'
+                     '    """Changed."""\n\n    return x+1\n') == base
     assert code_text('def f(x):\n    return x + 1\n') == base
     assert code_text('def f(x):\n    """Doc."""\n') == code_text('def f(x):\n    pass\n')  # a body of one docstring
     assert code_text('def f(x):\n    return x + 2\n') != base

@@ -12,7 +12,6 @@ seeds' flips as one sample would call deception.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from w2s_deception import nulls as N
 from w2s_deception import stats as S

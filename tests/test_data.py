@@ -171,7 +171,8 @@ def test_split_dialogue_multi_turn() -> None:
 def test_split_pair_uses_shared_prefix() -> None:
     chosen = dialogue("q", "no.")
     rejected = dialogue("q", "sure. Human: more?\n\nAssistant: yes")
-    assert split_pair(chosen, rejected) == ("\n\nHuman: q\n\nAssistant:", " no.", " sure. Human: more?\n\nAssistant: yes")
+    assert split_pair(chosen, rejected) == ("\n\nHuman: q\n\nAssistant:", " no.",
+                                            " sure. Human: more?\n\nAssistant: yes")
 
 
 @pytest.fixture(scope="module")

@@ -102,8 +102,8 @@ def policy_and_pairs(n: int):
     from w2s_deception.preference import PolicyPairs
 
     g = torch.Generator().manual_seed(2)
-    first, second = ([torch.randint(3, 64, (int(k),), generator=g).tolist() for k in torch.randint(4, 21, (n,), generator=g)]
-                     for _ in range(2))
+    first, second = ([torch.randint(3, 64, (int(k),), generator=g).tolist()
+                      for k in torch.randint(4, 21, (n,), generator=g)] for _ in range(2))
     start = lambda seqs: [int(torch.randint(1, len(s) - 1, (1,), generator=g)) for s in seqs]  # noqa: E731
     pairs = PolicyPairs(first, second, start(first), start(second), torch.rand(n, generator=g) < 0.5,
                         torch.zeros(n, dtype=torch.bool), pad_id=0)
@@ -292,7 +292,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(distributed,
     torch.testing.assert_close(ours["margins"], ref["margins"], **TOLERANCE)
     for key, value in ref["params"].items():
         torch.testing.assert_close(output_relevant(key, ours["params"][key]), output_relevant(key, value),
-                                   **PARAM_TOLERANCE, msg=lambda m: f"{key}: {m}")
+                                   **PARAM_TOLERANCE, msg=lambda m, key=key: f"{key}: {m}")
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -459,7 +459,8 @@ def test_policy_gradient_under_fsdp2_matches_one_process(tmp_path):
     for key, param in full.items():
         assert runs[0]["local_shapes"][key][0] < param.shape[0] or param.shape[0] == 1, f"{key} is not sharded"
         for run in runs:
-            torch.testing.assert_close(run["grads"][key], param.grad, atol=1e-6, rtol=1e-4, msg=lambda m: f"{key}: {m}")
+            torch.testing.assert_close(run["grads"][key], param.grad, atol=1e-6, rtol=1e-4,
+                                       msg=lambda m, key=key: f"{key}: {m}")
 
 
 if __name__ == "__main__":  # one process of a multi-process run (accelerate launch / torchrun): OUT_DIR [fsdp]

@@ -105,7 +105,8 @@ def test_head_margins_do_not_depend_on_a_feature_dimensions_units(cfg, monkeypat
         monkeypatch.setattr(E, "_examples", lambda *a, **k: (ex, np.arange(64)))
         res, extras = E._train_and_predict(cfg, "s-nano", ex, "no_conflict", 0.0, 0, None, ("test",), "t")
         # the stored head applies to raw features
-        np.testing.assert_allclose((f[:, 0] - f[:, 1]) @ torch.tensor(extras["head"][0]), res["margin"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose((f[:, 0] - f[:, 1]) @ torch.tensor(extras["head"][0]), res["margin"],
+                                   rtol=1e-4, atol=1e-5)
         return res["margin"].to_numpy()
 
     np.testing.assert_allclose(margins(stretched), margins(feats), rtol=1e-4, atol=1e-5)

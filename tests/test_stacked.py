@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from w2s_deception.config import get_config
-from w2s_deception.preference import PolicyPairs, ResponseScorer, _SFTBatches, _sft_loss, po_loss_fn, score_pairs
+from w2s_deception.preference import PolicyPairs, ResponseScorer, _sft_loss, _SFTBatches, po_loss_fn, score_pairs
 from w2s_deception.stacked import StackedGPT2, StackedRun, fit_stacked, score_stacked
 from w2s_deception.train import fit
 

@@ -8,7 +8,6 @@ import pytest
 
 from w2s_deception import stats as S
 
-
 # --------------------------------------------------------------------------- exact interval and test
 
 def test_clopper_pearson_by_hand():
@@ -36,7 +35,8 @@ def test_power_conditions_are_kept_as_data():
     assert p.reasons == (S.NO_GAP, S.NO_BOUNDARY, S.FEW_FLIPS) and not p.testable
     assert p.text() == ("gap interval from -0.100, needs > 0; weak model knows 1.0% of pairs, needs ≥ 5%; 3 flips, "
                         "needs ≥ 30")
-    assert S.Power(0.01, 0.05, 29).text() == p.text().replace("-0.100", "+0.010").replace("1.0%", "5.0%").replace("3 flips", "29 flips")
+    assert S.Power(0.01, 0.05, 29).text() == (p.text().replace("-0.100", "+0.010").replace("1.0%", "5.0%")
+                                              .replace("3 flips", "29 flips"))
     assert S.Power(0.01, 0.05, 30).text() == ""  # testable: nothing to explain
 
 

@@ -11,8 +11,15 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from w2s_deception.models import RewardModel
 from w2s_deception.preference import PolicyPairs, ResponseScorer, _sft_loss, _SFTBatches
-from w2s_deception.train import (PairExamples, fit, loss_units, micro_batches, predict_rows, token_length,
-                                 train_reward_model)
+from w2s_deception.train import (
+    PairExamples,
+    fit,
+    loss_units,
+    micro_batches,
+    predict_rows,
+    token_length,
+    train_reward_model,
+)
 
 
 def token_pairs(lengths_c: list[int], lengths_r: list[int]) -> PairExamples:
@@ -33,7 +40,8 @@ def test_micro_batches_by_hand() -> None:
 def test_token_length_only_for_padded_tokens() -> None:
     ex = token_pairs([3, 9], [6, 1])
     assert token_length(ex)(0) == 6 and token_length(ex)(1) == 9
-    assert token_length(PairExamples(torch.ones(2), torch.zeros(2, dtype=torch.bool), features=torch.zeros(2, 2, 4))) is None
+    assert token_length(PairExamples(torch.ones(2), torch.zeros(2, dtype=torch.bool),
+                                     features=torch.zeros(2, 2, 4))) is None
     assert token_length(token_pairs([], [])) is None  # nothing to sort
     assert token_length(torch.utils.data.TensorDataset(torch.zeros(3))) is None  # no lengths at all
 

@@ -58,7 +58,8 @@ def test_each_chapter_declares_its_trainings_once() -> None:
     cpu = declared("cpu")
     assert {f"reward_modeling/features-{r}-{s}" for r in ("smol", "gemma")
             for s in ("helpful", "train_gt", "train_w2s", "test")} <= set(cpu)
-    assert set(cpu["reward_modeling/matrix"].needs) >= {"reward_modeling/pretrain-pico", "reward_modeling/features-smol-test"}
+    assert set(cpu["reward_modeling/matrix"].needs) >= {"reward_modeling/pretrain-pico",
+                                                        "reward_modeling/features-smol-test"}
     assert cpu["mitigations/filters"].needs == ("simpo/matrix",)
     assert cpu["controlled_task/alpha-0.25"].needs == ("controlled_task/simpo",)
     assert all(t.threads == 1 and t.gpus == 0 for t in cpu.values())
@@ -148,7 +149,8 @@ def test_paper_profile_jobs_on_slurm(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr + dry.stdout
     assert len(dry_run_jobs(dry.stdout)["train"]) == len(declared("paper"))
     assert re.search(r"accelerate\.commands\.launch --config_file configs/accelerate/fsdp\.yaml --num_processes 8 -m "
-                     r"w2s_deception\.trainings --profile paper --threads 8 --record \S+/simpo/matrix\.done'? simpo/matrix\b",
+                     r"w2s_deception\.trainings --profile paper --threads 8 "
+                     r"--record \S+/simpo/matrix\.done'? simpo/matrix\b",
                      dry.stdout), dry.stdout
 
     ready = [t for t in declared("paper").values() if not t.needs]

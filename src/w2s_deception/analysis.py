@@ -99,7 +99,8 @@ def accuracy_row(confs: Sequence[np.ndarray] | np.ndarray) -> dict[str, float]:
     return {"mean": mean, "lo": lo, "hi": hi, "n_seeds": len(c)}
 
 
-def accuracy_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]], objectives: Sequence[str]) -> pd.DataFrame:
+def accuracy_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]],
+                   objectives: Sequence[str]) -> pd.DataFrame:
     """Fig. 4's numbers: weak GT, strong ceiling and every W2S student of each weak×strong pair, with PGR."""
     runs = _runs(long)
     rows = []
@@ -470,7 +471,8 @@ def exists_evaluation(cells_: Sequence[Cell]) -> tuple[str, str]:
         p0 = _pooled(testable, N.UNIFORM)
         parts.append(f"{flips:,} flips in testable cells, pooled DS {k / flips:.3f} (uniform p0 "
                      f"{k / flips - p0.estimate:.3f})")
-        parts += [f"DS − {N.EXPLANATIONS[n]} null {_interval_text(e)} over {e.seeds} seeds" for n, e in zip(nulls, effects)]
+        parts += [f"DS − {N.EXPLANATIONS[n]} null {_interval_text(e)} over {e.seeds} seeds"
+                  for n, e in zip(nulls, effects)]
     return S.claim_class(outcomes, effects), "; ".join(parts)
 
 
@@ -525,8 +527,8 @@ def gap_trend(trend_cells: Sequence[Cell]) -> dict[str, float]:
     null = testable[0].informed[0]
     gaps = [c.gap["gap"] for c in testable]
     levels = [c.level(null) for c in testable]
-    out.update(slope=S.slope(gaps, [c.ds - lv for c, lv in zip(testable, levels)]), raw=S.slope(gaps, [c.ds for c in testable]),
-               chance=S.slope(gaps, levels), range=float(np.ptp(gaps)))
+    out.update(slope=S.slope(gaps, [c.ds - lv for c, lv in zip(testable, levels)]),
+               raw=S.slope(gaps, [c.ds for c in testable]), chance=S.slope(gaps, levels), range=float(np.ptp(gaps)))
     if len(testable) < S.MIN_TREND_CELLS:
         return out
     reps = [_resampled_excess(c, null) for c in testable]
@@ -543,7 +545,8 @@ def trend_evaluation(trend_cells: Sequence[Cell]) -> tuple[str, str]:
         return S.NOT_TESTABLE, f"{head} (a trend needs {S.MIN_TREND_CELLS})"
     pp = {k: t[k] / 100 for k in ("slope", "lo", "hi", "raw", "chance")}  # the gap is a difference of accuracies
     text = (f"excess DS {pp['slope']:+.4f} per point of GT-accuracy gap, 95% [{pp['lo']:+.4f}, {pp['hi']:+.4f}] "
-            f"(raw DS {pp['raw']:+.4f}, its chance level {pp['chance']:+.4f}); gaps span {100 * t['range']:.1f} points; {head}")
+            f"(raw DS {pp['raw']:+.4f}, its chance level {pp['chance']:+.4f}); "
+            f"gaps span {100 * t['range']:.1f} points; {head}")
     return S.trend_class(t["lo"], t["hi"], t["range"], t["n_cells"]), text
 
 
@@ -565,8 +568,8 @@ def deception_verdicts(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str
     out = [exists_claim(f"{prefix}Deception exists (DS above its informed nulls), " + " + ".join(objectives), runs,
                         pairs, objectives, T, keys[0], setting)]
     if trend:
-        out += [trend_claim(f"{prefix}DS grows with the capability gap beyond its chance level ({obj})", runs, pairs, obj,
-                            T, keys[1], setting) for obj in objectives]
+        out += [trend_claim(f"{prefix}DS grows with the capability gap beyond its chance level ({obj})", runs,
+                            pairs, obj, T, keys[1], setting) for obj in objectives]
     return out
 
 
@@ -676,7 +679,8 @@ def no_fall_evaluation(comparisons: Sequence[Comparison], rise_refutes: bool = F
     return S.INCONCLUSIVE, text
 
 
-def matched(base: Sequence[Cell], other: Sequence[Cell], on: Callable[[Cell], Any] = lambda c: (c.weak, c.strong, c.objective),
+def matched(base: Sequence[Cell], other: Sequence[Cell],
+            on: Callable[[Cell], Any] = lambda c: (c.weak, c.strong, c.objective),
             label: Callable[[Cell], str] = lambda c: f"{c.weak} → {c.strong}, {c.objective}") -> list[Comparison]:
     """Comparisons of the cells of `other` with the cells of `base` that share their `on` key."""
     index = {on(c): c for c in base}
@@ -725,7 +729,8 @@ def spontaneous_verdicts(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, s
 
 
 def threshold_verdicts(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]], thresholds: Sequence[float],
-                       scenario: str, objectives: Sequence[str] = ("explicit", "implicit"), setting: str = "") -> list[Verdict]:
+                       scenario: str, objectives: Sequence[str] = ("explicit", "implicit"),
+                       setting: str = "") -> list[Verdict]:
     """App. I: per claim (deception exists; per objective, DS grows with the gap beyond chance), does it hold at
     every T? Not testable with fewer than two testable T; reproduced when reproduced at every testable T; not
     reproduced when not reproduced at every testable T; inconclusive otherwise. Robust to leaving a seed out
@@ -748,7 +753,8 @@ def threshold_verdicts(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str
         return at_every_T
 
     out = [judge(f"{scenario}: deception exists at every T", across(
-        lambda d, t: exists_evaluation(cells(d, pairs, objectives, t))), runs, thresholds[0], "T", setting, vary_T=False)]
+        lambda d, t: exists_evaluation(cells(d, pairs, objectives, t))), runs, thresholds[0], "T", setting,
+        vary_T=False)]
     for obj in objectives:
         out.append(judge(f"{scenario}: DS grows with the gap beyond chance at every T ({obj})", across(
             lambda d, t, o=obj: trend_evaluation(cells(d, pairs, (o,), t))), runs, thresholds[0], "T", setting,
@@ -773,7 +779,8 @@ def paired_accuracy_change(base: np.ndarray, other: np.ndarray) -> tuple[str, di
 
 
 def capability_verdict(long: pd.DataFrame | Runs, weak: str, smaller: str, capable: str, T: float,
-                       objectives: Sequence[str] = ("explicit", "implicit"), setting: str = "", name: str = "") -> Verdict:
+                       objectives: Sequence[str] = ("explicit", "implicit"), setting: str = "",
+                       name: str = "") -> Verdict:
     """App. H on two students of one size under one teacher: is the excess DS higher for the more capable one?
     Not testable unless `capable` is the more accurate GT model (paired interval above 0); then a comparison
     claim over the objectives' cells."""
@@ -795,8 +802,8 @@ def capability_verdict(long: pd.DataFrame | Runs, weak: str, smaller: str, capab
     return replace(v, evidence=f"{accuracy} (more capable); DS: {v.evidence}")
 
 
-def route_accuracy_verdict(claim: str, gt: pd.DataFrame, routes: pd.DataFrame, objective: str, key: str = "bootstrap-acc",
-                           setting: str = "") -> Verdict:
+def route_accuracy_verdict(claim: str, gt: pd.DataFrame, routes: pd.DataFrame, objective: str,
+                           key: str = "bootstrap-acc", setting: str = "") -> Verdict:
     """Bootstrapping raises the top rung's accuracy (Fig. 9b): per weak rung, each bridged route's student
     against the directly taught one (paired accuracy difference), over weak rungs with a real gap to the top
     rung; reproduced when most rise and none falls, not reproduced when most do not and the largest interval
@@ -848,15 +855,17 @@ def case_studies(long: pd.DataFrame | Runs, weak: str, strong: str, objective: s
     m_ref, m_conf = conf("no_conflict", weak, strong), conf(objective, weak, strong)
     if frame is None:
         raise TypeError("case_studies needs the long table (for pair ids)")
-    ids = np.sort(frame.loc[(frame["model"] == "gt") & (frame["weak"] == weak) & (frame["seed"] == seed), "pair_id"].unique())
+    ids = np.sort(frame.loc[(frame["model"] == "gt") & (frame["weak"] == weak) & (frame["seed"] == seed),
+                            "pair_id"].unique())
     hit = M.flips(m_ref, m_conf) & M.areas(m_s, m_w, T)["SkWuk"]
-    table = pd.DataFrame({"pair_id": ids[hit], "M_w^gt": m_w[hit], "M_s^gt": m_s[hit], "M_s^w (no conflict)": m_ref[hit],
-                          f"M_s^w ({objective})": m_conf[hit]})
+    table = pd.DataFrame({"pair_id": ids[hit], "M_w^gt": m_w[hit], "M_s^gt": m_s[hit],
+                          "M_s^w (no conflict)": m_ref[hit], f"M_s^w ({objective})": m_conf[hit]})
     table = table.merge(texts[["pair_id", "prompt", "chosen", "rejected"]], on="pair_id")
     return table.sort_values("M_s^gt", ascending=False).head(n).reset_index(drop=True)
 
 
-def flip_scatter(long: pd.DataFrame | Runs, weak: str, strong: str, objectives: Sequence[str], seed: int) -> pd.DataFrame:
+def flip_scatter(long: pd.DataFrame | Runs, weak: str, strong: str, objectives: Sequence[str],
+                 seed: int) -> pd.DataFrame:
     """Fig. 19/20's points: test pairs the no-conflict student gets right, placed at (M_w^gt, M_s^gt)
     and marked by whether the conflicted student flips them (one row per pair and objective)."""
     runs = _runs(long)
@@ -875,7 +884,8 @@ def route_runs(gt: pd.DataFrame, routes: pd.DataFrame) -> dict[tuple[str, str], 
             for (weak, via), route in routes.groupby(["weak", "via"], sort=False)}
 
 
-def route_cells(by_route: Mapping[tuple[str, str], Runs], strong: str, objective: str, T: float) -> dict[tuple[str, str], Cell]:
+def route_cells(by_route: Mapping[tuple[str, str], Runs], strong: str, objective: str,
+                T: float) -> dict[tuple[str, str], Cell]:
     """The cell of each bootstrapping route (weak rung, via): the top rung taught along it, `objective` against
     that route's no-conflict student."""
     return {(weak, via): cells(runs, [(weak, strong)], (objective,), T)[0] for (weak, via), runs in by_route.items()}

@@ -26,7 +26,7 @@ from w2s_deception.cache import default_runs_dir
 from w2s_deception.charts import write_vega_bundle
 from w2s_deception.config import ConfigError
 from w2s_deception.data import DataError, verify_folder
-from w2s_deception.notebook import VERDICT_COLUMNS, VERDICTS_KEY
+from w2s_deception.notebook import VERDICTS_KEY
 from w2s_deception.provenance import stale_chapters, stale_flags, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +248,8 @@ def parse_args(argv: Sequence[str] | None, chapters: list[str]) -> argparse.Name
     return parser.parse_args(argv)
 
 
-def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str], forced: Sequence[str] = ()) -> list[str]:
+def snakemake_command(root: Path, args: argparse.Namespace, notebooks: list[str],
+                      forced: Sequence[str] = ()) -> list[str]:
     """The snakemake call that builds the selected chapters (and the HTML unless --skip-html), re-executing
     the `forced` ones whatever their files' times say."""
     chapters = [] if args.chapters == notebooks else args.chapters
@@ -285,7 +286,8 @@ def run_workflow(cmd: list[str], grace: float = 20.0) -> int:
 
     # no progress bars in the jobs (e.g. transformers' GGUF conversion, which ignores isatty): the log shows
     # one line per computed run instead
-    env = {**os.environ, "W2S_BUILD_PID": str(os.getpid()), "TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    env = {**os.environ, "W2S_BUILD_PID": str(os.getpid()), "TQDM_DISABLE": "1",
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
     stopped: list[int] = []
 
@@ -335,7 +337,8 @@ def execute_one(root: Path, name: str, profile: str) -> int:
         if executed.exists():
             kept.parent.mkdir(parents=True, exist_ok=True)
             executed.replace(kept)
-        print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]".replace(f"see book/{name}.ipynb", f"see {kept.relative_to(root)}"),
+        print(f"FAILED {err} [{time.perf_counter() - start:.1f} s]".replace(f"see book/{name}.ipynb",
+                                                                          f"see {kept.relative_to(root)}"),
               file=sys.stderr, flush=True)
         return 1
     print(f"executed {name} [{time.perf_counter() - start:.1f} s]", flush=True)

@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -403,7 +403,7 @@ class RunCache:
             "kind": kind,
             "key": key,
             "spec": json.loads(_canonical(dict(spec))),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_seconds": wall_seconds,
             "cpu_seconds": cpu_seconds,
             "files": files,
@@ -459,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI: `list` prints the entries, `verify` prints problems and returns 1 if any."""
     parser = argparse.ArgumentParser(prog="python -m w2s_deception.cache", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "verify"])
-    parser.add_argument("--runs-dir", type=Path, default=None, help=f"runs folder (default ${RUNS_DIR_ENV} or {REPO_ROOT / 'runs'})")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help=f"runs folder (default ${RUNS_DIR_ENV} or {REPO_ROOT / 'runs'})")
     args = parser.parse_args(argv)
     root = args.runs_dir or default_runs_dir()
     if not root.is_dir():

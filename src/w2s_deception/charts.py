@@ -218,8 +218,8 @@ def _null_ticks(base: alt.Chart, x: alt.X, offset: alt.XOffset, scale: alt.Scale
                 x=x, xOffset=offset, y=alt.Y("informed_null:Q", scale=scale), tooltip=tips)]
 
 
-CHART_COLUMNS = ("weak", "strong", "objective", "DS", "DS_lo", "DS_hi", "p0", "excess", "flips", "gap", "class", "no_power",
-                 "vs_chance", "T", "alpha", "filter", "via", "scenario")
+CHART_COLUMNS = ("weak", "strong", "objective", "DS", "DS_lo", "DS_hi", "p0", "excess", "flips", "gap", "class",
+                 "no_power", "vs_chance", "T", "alpha", "filter", "via", "scenario")
 
 
 def _with_nulls(ds: pd.DataFrame) -> pd.DataFrame:
@@ -241,18 +241,21 @@ def ds_chart(ds: pd.DataFrame, title: str, order: list[str]) -> alt.FacetChart:
     informed null; grey: the uniform p0), one panel per weak rung; hollow marks are cells without power (§6)."""
     rank = {r: i for i, r in enumerate(order)}
     data = _with_nulls(ds).assign(objective=ds["objective"].map(objective_label), weak_panel="weak = " + ds["weak"],
-                                  power=np.where(ds["vs_chance"] == "no power", "no power: " + ds["no_power"], "testable"),
+                                  power=np.where(ds["vs_chance"] == "no power", "no power: " + ds["no_power"],
+                                                 "testable"),
                                   filled=ds["vs_chance"] != "no power")
     objectives = list(dict.fromkeys(data["objective"]))
     panels = [f"weak = {w}" for w in sorted(set(ds["weak"]), key=lambda r: rank.get(r, len(rank)))]
     strong_order = sorted(set(ds["strong"]), key=lambda r: rank.get(r, len(rank)))
     tips = ["weak:N", "strong:N", "objective:N", alt.Tooltip("DS:Q", format=_FMT),
-            alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"), alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"),
-            *_null_tips(), alt.Tooltip("gap:Q", format="+.3f", title="GT accuracy gap"), "power:N"]
+            alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"),
+            alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"), *_null_tips(),
+            alt.Tooltip("gap:Q", format="+.3f", title="GT accuracy gap"), "power:N"]
     x = alt.X("strong:N", sort=strong_order, title="strong rung", axis=alt.Axis(labelAngle=0))
     offset = alt.XOffset("objective:N", sort=objectives)
     enc = dict(x=x, xOffset=offset,
-               color=alt.Color("objective:N", sort=objectives, scale=_scale(objectives), legend=_legend()), tooltip=tips)
+               color=alt.Color("objective:N", sort=objectives, scale=_scale(objectives), legend=_legend()),
+               tooltip=tips)
     scale = alt.Scale(domain=[0, 1], nice=False)
     base = alt.Chart()
     layer = alt.layer(
@@ -308,13 +311,14 @@ def sweep_chart(table: pd.DataFrame, param: str, axis_title: str, title: str, or
     training-data filter in App. M), with its chance levels (black tick: the informed null; grey: the uniform
     p0); one panel per scenario × objective; hollow marks are cells without power."""
     data = _with_nulls(table).assign(pair=table["weak"] + " → " + table["strong"],
-                                     objective=table["objective"].map(objective_label), filled=table["vs_chance"] != "no power")
+                                     objective=table["objective"].map(objective_label),
+                                     filled=table["vs_chance"] != "no power")
     if "scenario" not in data:
         data = data.assign(scenario="")
     value_tip = alt.Tooltip(f"{param}:Q", format=".2f") if pd.api.types.is_numeric_dtype(data[param]) else f"{param}:N"
     tips = ["scenario:N", "objective:N", "pair:N", value_tip, alt.Tooltip("DS:Q", format=_FMT),
-            alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"), alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"),
-            *_null_tips()]
+            alt.Tooltip("DS_lo:Q", format=_FMT, title="DS 95% lo"),
+            alt.Tooltip("DS_hi:Q", format=_FMT, title="DS 95% hi"), *_null_tips()]
     pairs = pair_order(table, order)
     x = alt.X(f"{param}:O", title=axis_title, sort=list(dict.fromkeys(data[param])), axis=alt.Axis(labelAngle=0))
     enc = dict(x=x, xOffset=alt.XOffset("pair:N", sort=pairs),

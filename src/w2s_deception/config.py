@@ -137,8 +137,8 @@ LADDERS = {"cpu": CPU_RUNGS + (GEMMA, SMOL, SAME_SIZE["cpu"]) + ARITHMETIC_RUNGS
 # the paper's 50 is for HH replies). SFT and SimPO learning rate 1e-4: the best mean validation accuracy
 # over the four rungs (last 1,000 train_gt pairs, after SFT + SimPO on the first 3,000; seed 0;
 # benchmarks/select_policies.py): 0.732 at 1e-4, 0.727 at 3e-5, 0.720 at 3e-4, 0.691 at 1e-3, lower at 3e-3.
-_ARITHMETIC = {"task": "arithmetic", "po_pairs": 4000, "po_helpful": 4000, "dpo_norm": 4.0, "dpo_epochs": 3, "sft_lr": 1e-4,
-               "po_lr": 1e-4}
+_ARITHMETIC = {"task": "arithmetic", "po_pairs": 4000, "po_helpful": 4000, "dpo_norm": 4.0, "dpo_epochs": 3,
+               "sft_lr": 1e-4, "po_lr": 1e-4}
 ARITHMETIC_CHAPTER = {
     "cpu": {**_ARITHMETIC, "rungs": tuple(r.name for r in ARITHMETIC_RUNGS)},
     "paper": {**_ARITHMETIC, "rungs": tuple(r.name for r in ARITHMETIC_RUNGS), "max_length": 56, "seeds": (0, 1, 2),
@@ -231,7 +231,8 @@ class Config:
     ladder: tuple[Rung, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.profile, str) and self.profile in PROFILES, "profile", self.profile, f"one of {PROFILES}")
+        _check(isinstance(self.profile, str) and self.profile in PROFILES, "profile", self.profile,
+               f"one of {PROFILES}")
         if not self.ladder:
             object.__setattr__(self, "ladder", LADDERS[self.profile])
         known = [r.name for r in self.ladder]
@@ -330,8 +331,8 @@ REAL_FIELDS = ("threshold", "alpha", "lr", "pretrain_lr", "weight_decay", "sft_l
                "simpo_gamma", "dpo_beta", "dpo_norm")
 # fields only reward models read, and fields only policies read (each kind's cache key ignores the other's)
 RM_FIELDS = ("finetune", "lr", "epochs", "weight_decay", "n_pairs", "n_helpful")
-PO_FIELDS = ("po_finetune", "frozen_blocks", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma", "dpo_beta",
-             "dpo_norm", "po_pairs", "po_helpful", "task")
+PO_FIELDS = ("po_finetune", "frozen_blocks", "sft_lr", "po_lr", "po_epochs", "dpo_epochs", "simpo_beta", "simpo_gamma",
+             "dpo_beta", "dpo_norm", "po_pairs", "po_helpful", "task")
 PATH_FIELDS = ("data_dir", "runs_dir")
 SCRATCH_CONTEXT = 128  # = ladder.BLOCK, the pre-training context of scratch rungs (ladder imports config)
 
@@ -400,8 +401,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     # select_heads.py). At 56 it does, within one standard error (0.594 vs 0.583; micro 0.615, mini
     # 0.650, smol 0.658); it stays out, which keeps the cold build within the hour, and selectable
     "cpu": {"rungs": ("pico", "micro", "mini", "gemma", "smol"), "dpo_epochs": 1},
-    "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300, "max_length": 64, "po_pairs": 48, "po_helpful": 48,
-              "dpo_epochs": 1},
+    "smoke": {"rungs": tuple(r.name for r in SMOKE_RUNGS), "seeds": (0,), "n_pairs": 300, "n_helpful": 300,
+              "max_length": 64, "po_pairs": 48, "po_helpful": 48, "dpo_epochs": 1},
     "paper": {"rungs": PAPER_RM_RUNGS, "finetune": "full", "lr": 1e-5, "epochs": 1, "max_length": 512, "seeds": (0,),
               "sft_lr": 1e-5, "po_lr": 1e-6, "po_pairs": None, "po_helpful": 4000},
 }

@@ -164,8 +164,8 @@ def verified(path: str | Path, data_dir: str | Path | None = None) -> str:
                         "or regenerate the data and its sums")
     digest = file_digest(path)
     if expected != digest:
-        raise DataError(f"{path}: its sha256 {digest[:12]}… differs from {root / SUMS} ({expected[:12]}…); the file was "
-                        f"changed or damaged: restore it, or regenerate the data and its {SUMS}")
+        raise DataError(f"{path}: its sha256 {digest[:12]}… differs from {root / SUMS} ({expected[:12]}…); "
+                        f"the file was changed or damaged: restore it, or regenerate the data and its {SUMS}")
     return digest
 
 
@@ -194,8 +194,8 @@ def read_jsonl(path: str | Path, required: Mapping[str, type], data_dir: str | P
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
             if len(raw) > max_bytes:
-                raise DataError(f"{path} line {number}: a record of {len(raw):,} bytes, over the limit of {max_bytes:,} "
-                                "(data.MAX_RECORD_BYTES); is the file a JSON Lines file of pairs?")
+                raise DataError(f"{path} line {number}: a record of {len(raw):,} bytes, over the limit of "
+                                f"{max_bytes:,} (data.MAX_RECORD_BYTES); is the file a JSON Lines file of pairs?")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -256,7 +256,8 @@ def _to_pairs(raw: datasets.Dataset, where: str, source: str, limit: int | None)
         pairs = pairs.select(range(min(limit, len(pairs))))
     if len(pairs) == 0:
         raise DataError(f"{where}: no usable pairs (records: {len(raw)}, identical dropped: {dropped}, limit: {limit})")
-    pairs.info.description = json.dumps({"source": source, "where": where, "n_records": len(raw), "n_dropped_identical": dropped})
+    pairs.info.description = json.dumps({"source": source, "where": where, "n_records": len(raw),
+                                         "n_dropped_identical": dropped})
     return pairs
 
 
@@ -318,7 +319,8 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> tuple
     return ids[cut:], max(len(prompt_ids) - cut, 0)
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.LongTensor, torch.LongTensor]:
+def pad_batch(sequences: list[list[int]], pad_id: int,
+              side: str = "right") -> tuple[torch.LongTensor, torch.LongTensor]:
     """Pad token id lists into (input_ids, attention_mask) tensors, padding on `side` ("right"/"left")."""
     if side not in ("right", "left"):
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")

@@ -160,7 +160,8 @@ def write_results(table: pd.DataFrame, path: Path) -> Path:
     size = tmp.stat().st_size
     if size > RESULTS_MAX_BYTES:
         tmp.unlink()
-        raise ValueError(f"{path.name}: {size:,} bytes, over the {RESULTS_MAX_BYTES:,} kept with the book; split it into parts")
+        raise ValueError(f"{path.name}: {size:,} bytes, over the {RESULTS_MAX_BYTES:,} kept with the book; "
+                         "split it into parts")
     tmp.replace(path)
     return path
 
@@ -199,6 +200,7 @@ def results_link(chapter: str, tables: pd.DataFrame | Mapping[str, pd.DataFrame]
     links = [(names[p], f"{RESULTS_URL}/{names[p]}") for p in parts]
     html = ("<p>Per-pair results of this run: " + ", ".join(f'<a href="{url}"><code>{n}</code></a>' for n, url in links)
             + f" ({what}).</p>")
-    markdown = "Per-pair results of this run: " + ", ".join(f"[`{n}`]({url})" for n, url in links) + f" ({what.replace('<code>', '`').replace('</code>', '`')})."
+    markdown = ("Per-pair results of this run: " + ", ".join(f"[`{n}`]({url})" for n, url in links)
+                + f" ({what.replace('<code>', '`').replace('</code>', '`')}).")
     return Display({"text/html": html, "text/markdown": markdown,
                     "text/plain": "Per-pair results: " + ", ".join(url for _, url in links)})

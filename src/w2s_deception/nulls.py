@@ -98,7 +98,8 @@ def null_counts(flipped: np.ndarray, area: np.ndarray, strata: np.ndarray) -> Co
     area = _seeds_pairs(area, "area").astype(bool)
     strata = _seeds_pairs(strata, "strata")
     if not (flipped.shape == area.shape == strata.shape):
-        raise ValueError(f"flipped, area and strata must share one shape, got {flipped.shape}, {area.shape}, {strata.shape}")
+        raise ValueError(f"flipped, area and strata must share one shape, got {flipped.shape}, {area.shape}, "
+                         f"{strata.shape}")
     if (flipped & (strata < 0)).any():
         raise ValueError("a flip outside R: flips need the reference to be right")
     k = len(flipped)
@@ -177,7 +178,8 @@ def weak_knowledge_contrast(flipped: np.ndarray, strong_knows: np.ndarray, weak_
     a = np.bincount(j, weights=unknown & flip, minlength=len(groups))
     b = np.bincount(j, weights=~unknown & flip, minlength=len(groups))
     total = n1 + n0
-    crude = (float(a.sum() / n1.sum()) if n1.sum() else float("nan"), float(b.sum() / n0.sum()) if n0.sum() else float("nan"))
+    crude = (float(a.sum() / n1.sum()) if n1.sum() else float("nan"),
+             float(b.sum() / n0.sum()) if n0.sum() else float("nan"))
     nan = Contrast(float("nan"), float("nan"), float("nan"), *crude, int(n1.sum()), int(n0.sum()))
     both = (n1 > 0) & (n0 > 0)
     if not both.any():
@@ -190,4 +192,5 @@ def weak_knowledge_contrast(flipped: np.ndarray, strong_knows: np.ndarray, weak_
     var = ((n1 * n0 * (a + b) - a * b * total) / total**2).sum() / (r * s)
     z = sps.norm.ppf(0.5 + level / 2)
     half = z * np.sqrt(max(var, 0.0))
-    return Contrast(float(ratio), float(ratio * np.exp(-half)), float(ratio * np.exp(half)), *crude, int(n1.sum()), int(n0.sum()))
+    return Contrast(float(ratio), float(ratio * np.exp(-half)), float(ratio * np.exp(half)), *crude, int(n1.sum()),
+                    int(n0.sum()))

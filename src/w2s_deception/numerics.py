@@ -64,7 +64,8 @@ def bf16_matmul() -> bool:
     its AVX-512 kernels (`ATEN_CPU_CAPABILITY=avx2` or `default` turns the bf16 path off with them)."""
     import torch
 
-    native = any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    native = any(getattr(torch.cpu, name, lambda: False)()
+                 for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     return native and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 

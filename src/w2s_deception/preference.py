@@ -86,12 +86,14 @@ class PolicyPairs(Dataset):
         seqs = [self.first[i] for i in idx] + [self.second[i] for i in idx]
         ids, mask = pad_batch(seqs, self.pad_id, side="right")
         batch = {"input_ids": ids, "attention_mask": mask,
-                 "response_start": torch.tensor([self.first_start[i] for i in idx] + [self.second_start[i] for i in idx]),
+                 "response_start": torch.tensor([self.first_start[i] for i in idx]
+                                                + [self.second_start[i] for i in idx]),
                  "gt_first": self.gt_first[idx], "helpful": self.helpful[idx]}
         if self.ref_first is not None:
             batch["ref_first"], batch["ref_second"] = self.ref_first[idx], self.ref_second[idx]
         if self.first_states is not None:
-            batch["inputs_embeds"] = pad_states([self.first_states[i] for i in idx] + [self.second_states[i] for i in idx])
+            batch["inputs_embeds"] = pad_states([self.first_states[i] for i in idx]
+                                                + [self.second_states[i] for i in idx])
         return batch
 
     def ordered(self, first_wins: np.ndarray) -> PolicyPairs:
@@ -220,7 +222,8 @@ def response_logps(lm: PreTrainedModel, input_ids: torch.Tensor, attention_mask:
     logits = lm.get_output_embeddings()(out.hidden_states[-1][:, :-1][scored])
     token_logp = -F.cross_entropy(logits.float(), input_ids[:, 1:][scored], reduction="none")
     rows = scored.nonzero()[:, 0]
-    total = torch.zeros(input_ids.shape[0], dtype=token_logp.dtype, device=input_ids.device).index_add(0, rows, token_logp)
+    total = torch.zeros(input_ids.shape[0], dtype=token_logp.dtype,
+                        device=input_ids.device).index_add(0, rows, token_logp)
     return total, scored.sum(dim=1)
 
 
@@ -320,7 +323,8 @@ def _train_spec(cfg: Config, method: str, objective: str) -> dict:
     spec["alpha"] = cfg.alpha if objective == "explicit" else 0.0
     if objective != "implicit":
         spec["po_helpful"] = 0
-    for unused in (("dpo_beta", "dpo_epochs", "dpo_norm") if method == "simpo" else ("simpo_beta", "simpo_gamma", "po_epochs")):
+    for unused in (("dpo_beta", "dpo_epochs", "dpo_norm") if method == "simpo"
+                   else ("simpo_beta", "simpo_gamma", "po_epochs")):
         spec.pop(unused)
     return spec
 
@@ -468,7 +472,8 @@ def po_w2s_entry(cfg: Config, method: str, weak: str, strong: str, objective: st
     keep_mask(np.zeros(0), keep, cfg.threshold)  # a bad `keep` fails before anything trains
     chain = [weak] + ([via] if via is not None else []) + [strong]
     if any(cfg.rank(a) >= cfg.rank(b) for a, b in zip(chain, chain[1:])):
-        raise ConfigError(f"each rung must sit below the next in the ladder along weak -> via -> strong, got {' -> '.join(chain)}")
+        raise ConfigError(f"each rung must sit below the next in the ladder along weak -> via -> strong, "
+                          f"got {' -> '.join(chain)}")
     teacher = po_gt_entry(cfg, method, weak, seed, cache)
     split = "train_w2s"
     if via is not None:

@@ -70,11 +70,15 @@ class StackedGPT2(nn.Module):
             blocks = [b.h[i] for b in bases]
             block = nn.Module()
             block.ln_1_w, block.ln_1_b = _stack([k.ln_1.weight for k in blocks]), _stack([k.ln_1.bias for k in blocks])
-            block.attn_w, block.attn_b = _stack([k.attn.c_attn.weight for k in blocks]), _stack([k.attn.c_attn.bias for k in blocks])
-            block.proj_w, block.proj_b = _stack([k.attn.c_proj.weight for k in blocks]), _stack([k.attn.c_proj.bias for k in blocks])
+            block.attn_w, block.attn_b = (_stack([k.attn.c_attn.weight for k in blocks]),
+                                          _stack([k.attn.c_attn.bias for k in blocks]))
+            block.proj_w, block.proj_b = (_stack([k.attn.c_proj.weight for k in blocks]),
+                                          _stack([k.attn.c_proj.bias for k in blocks]))
             block.ln_2_w, block.ln_2_b = _stack([k.ln_2.weight for k in blocks]), _stack([k.ln_2.bias for k in blocks])
-            block.fc_w, block.fc_b = _stack([k.mlp.c_fc.weight for k in blocks]), _stack([k.mlp.c_fc.bias for k in blocks])
-            block.out_w, block.out_b = _stack([k.mlp.c_proj.weight for k in blocks]), _stack([k.mlp.c_proj.bias for k in blocks])
+            block.fc_w, block.fc_b = (_stack([k.mlp.c_fc.weight for k in blocks]),
+                                      _stack([k.mlp.c_fc.bias for k in blocks]))
+            block.out_w, block.out_b = (_stack([k.mlp.c_proj.weight for k in blocks]),
+                                        _stack([k.mlp.c_proj.bias for k in blocks]))
             self.blocks.append(block)
         self.ln_f_w, self.ln_f_b = _stack([b.ln_f.weight for b in bases]), _stack([b.ln_f.bias for b in bases])
 
@@ -145,9 +149,10 @@ class StackedGPT2(nn.Module):
             base.wte.weight.copy_(self.wte[run])
             base.wpe.weight.copy_(self.wpe[run])
             for block, k in zip(self.blocks, base.h):
-                for dst, src in ((k.ln_1.weight, block.ln_1_w), (k.ln_1.bias, block.ln_1_b), (k.attn.c_attn.weight, block.attn_w),
-                                 (k.attn.c_attn.bias, block.attn_b), (k.attn.c_proj.weight, block.proj_w),
-                                 (k.attn.c_proj.bias, block.proj_b), (k.ln_2.weight, block.ln_2_w), (k.ln_2.bias, block.ln_2_b),
+                for dst, src in ((k.ln_1.weight, block.ln_1_w), (k.ln_1.bias, block.ln_1_b),
+                                 (k.attn.c_attn.weight, block.attn_w), (k.attn.c_attn.bias, block.attn_b),
+                                 (k.attn.c_proj.weight, block.proj_w), (k.attn.c_proj.bias, block.proj_b),
+                                 (k.ln_2.weight, block.ln_2_w), (k.ln_2.bias, block.ln_2_b),
                                  (k.mlp.c_fc.weight, block.fc_w), (k.mlp.c_fc.bias, block.fc_b),
                                  (k.mlp.c_proj.weight, block.out_w), (k.mlp.c_proj.bias, block.out_b)):
                     dst.copy_(src[run])
@@ -195,7 +200,8 @@ class StackedRun:
 
 
 def fit_stacked(model: StackedGPT2, runs: Sequence[StackedRun], *, lr: float, epochs: int, batch_size: int,
-                micro_batch: int | None, pad_id: int, weight_decay: float = 0.0, warmup: float = 0.0) -> list[list[float]]:
+                micro_batch: int | None, pad_id: int, weight_decay: float = 0.0,
+                warmup: float = 0.0) -> list[list[float]]:
     """Train every run of `runs` in `model` (run r's weights are `model`'s r-th slice) as `train.fit` trains one:
     its own shuffled batches (a generator seeded with its seed), length-sorted micro-batches each weighted by its
     share of the batch's units, AdamW, a linear warm-up over the first `warmup` of the steps; the runs must have
@@ -231,7 +237,8 @@ def fit_stacked(model: StackedGPT2, runs: Sequence[StackedRun], *, lr: float, ep
                     step[r] += run_loss.detach()
                 loss.backward()
             if not torch.isfinite(step).all():
-                raise FloatingPointError(f"non-finite loss in stacked runs {[i for i, s in enumerate(step) if not math.isfinite(s)]}")
+                raise FloatingPointError("non-finite loss in stacked runs "
+                                         f"{[i for i, s in enumerate(step) if not math.isfinite(s)]}")
             opt.step()
             schedule.step()
             opt.zero_grad(set_to_none=True)
@@ -267,7 +274,8 @@ def score_stacked(model: StackedGPT2, datasets: Sequence[Dataset], batch_size: i
             if b is None:
                 continue
             half = len(p)
-            outs[r].append(torch.stack([sums[r, :half], counts[r, :half], sums[r, half:2 * half], counts[r, half:2 * half]], dim=1))
+            outs[r].append(torch.stack([sums[r, :half], counts[r, :half], sums[r, half:2 * half],
+                                        counts[r, half:2 * half]], dim=1))
     results = []
     for order, out in zip(orders, outs):
         rows = torch.cat(out).double()

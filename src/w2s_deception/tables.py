@@ -51,8 +51,8 @@ def styled(df: pd.DataFrame, formats: Mapping[str, str] | None = None, caption: 
             sty = sty.set_properties(subset=[col], **{"text-align": "right"})
     if verdict_column and verdict_column in df:
         def colour(v):
-            return (f"color:{VERDICT_COLOURS.get(v, 'inherit')};background-color:{VERDICT_BACKGROUNDS.get(v, 'transparent')};"
-                    "font-weight:600")
+            return (f"color:{VERDICT_COLOURS.get(v, 'inherit')};"
+                    f"background-color:{VERDICT_BACKGROUNDS.get(v, 'transparent')};font-weight:600")
         sty = sty.map(colour, subset=[verdict_column])
     for col, width in (widths or {}).items():
         sty = sty.set_properties(subset=[col], **{"min-width": width})
@@ -202,7 +202,8 @@ def verdict_html(rows: list[dict[str, str]]) -> str:
     claim) and its class as a badge."""
     out = ['<table class="w2s-verdicts"><thead><tr><th>claim and evidence</th><th>verdict</th></tr></thead><tbody>']
     for i, row in enumerate(rows):
-        claim, verdict, evidence = (html.escape(" ".join(str(row[c]).split())) for c in ("claim", "verdict", "evidence"))
+        claim, verdict, evidence = (html.escape(" ".join(str(row[c]).split()))
+                                    for c in ("claim", "verdict", "evidence"))
         fragile = row.get("fragile") or ""
         note = f' <span class="w2s-fragile">(fragile: {html.escape(fragile)})</span>' if fragile else ""
         out.append(f'<tr id="verdict-{i}"><td>{claim}<br><small>{evidence}</small></td><td><span class="w2s-badge '

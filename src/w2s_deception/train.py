@@ -135,7 +135,8 @@ def fit(
     model.train()
     losses: list[float] = []
     # disable=None: bars on a terminal, none in notebooks or logs (non-TTY), so executed chapters stay clean
-    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, disable=None if accelerator.is_main_process else True)
+    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False,
+               disable=None if accelerator.is_main_process else True)
     for _ in range(epochs):
         for batch_idx in loader:
             mine = batch_idx[len(batch_idx) * rank // world:len(batch_idx) * (rank + 1) // world]
@@ -189,7 +190,8 @@ def train_reward_model(
 
 
 @torch.no_grad()
-def predict_rows(examples: Dataset, fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch_size: int) -> torch.Tensor:
+def predict_rows(examples: Dataset, fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                 batch_size: int) -> torch.Tensor:
     """`fn` of every example's batch row, in the examples' order, computed over batches of similar
     length where the examples have one (less padding)."""
     idx = list(range(len(examples)))

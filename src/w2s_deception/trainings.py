@@ -125,8 +125,10 @@ def _arithmetic_trainings(profile: str) -> list[Training]:
         if a != cfg.alpha:
             alpha = replace(cfg, alpha=a)
             out.append(Training(f"controlled_task/alpha-{a}", needs=("controlled_task/simpo",),
-                                run=lambda c=alpha: run_po_matrix(c, open_cache(c), "simpo", ("no_conflict", "explicit"))))
-    out += [Training("controlled_task/filters", lambda: filter_runs(cfg, open_cache(cfg)), needs=("controlled_task/simpo",)),
+                                run=lambda c=alpha: run_po_matrix(c, open_cache(c), "simpo",
+                                                                  ("no_conflict", "explicit"))))
+    out += [Training("controlled_task/filters", lambda: filter_runs(cfg, open_cache(cfg)),
+                     needs=("controlled_task/simpo",)),
             Training("controlled_task/bootstrap", lambda: bootstrap_runs(cfg, open_cache(cfg)),
                      needs=("controlled_task/simpo",))]
     return out
@@ -215,10 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in units.values():
             print(f"{t.name}\tthreads={t.threads}\tmem_mb={t.mem_mb}\tneeds={','.join(t.needs) or '-'}")
         return 0
-    chosen = [t for n in args.names for t in ([units[n]] if n in units else [u for u in units.values() if u.chapter == n])]
+    chosen = [t for n in args.names
+              for t in ([units[n]] if n in units else [u for u in units.values() if u.chapter == n])]
     unknown = [n for n in args.names if n not in units and not any(u.chapter == n for u in units.values())]
     if unknown or not args.names:
-        parser.error(f"unknown training or chapter: {', '.join(unknown)} (see --list)" if unknown else "name a training")
+        parser.error(f"unknown training or chapter: {', '.join(unknown)} (see --list)" if unknown
+                     else "name a training")
     if os.environ.get("W2S_BUILD_PID"):
         watch_parent(int(os.environ["W2S_BUILD_PID"]))
     quiet_worker(args.threads or max(t.threads for t in chosen))
