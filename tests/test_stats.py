@@ -185,3 +185,17 @@ def test_slopes_by_hand():
     assert np.isnan(S.slopes(np.array([[0.1], [0.1]]), np.array([[0.0], [1.0]])))[0]  # one distinct x
     assert S.slope([0, 1, 2], [1, 3, 5]) == pytest.approx(2.0)
     assert np.isnan(S.slope([1, 1], [0, 1]))
+
+
+def test_calibration_error_by_hand():
+    # picked side's confidence [0.9, 0.9, 0.6, 0.6], right [T, T, T, F]: bin 0.9 |2 − 1.8| = 0.2, bin 0.6 |1 − 1.2| = 0.2
+    assert S.calibration_error(np.array([0.9, 0.9, 0.6, 0.4])) == pytest.approx(0.4 / 4)
+    # 0.75 and right three times in four: calibrated
+    assert S.calibration_error(np.array([0.75, 0.75, 0.75, 0.25])) == pytest.approx(0.0)
+    # confidence 1 falls in the last bin; 0 is a sure wrong pick; a tie at 0.5 counts right (Eq. 7)
+    assert S.calibration_error(np.array([1.0])) == 0.0 and S.calibration_error(np.array([0.0])) == 1.0
+    assert S.calibration_error(np.array([0.5])) == pytest.approx(0.5)
+    # bins matter: with one bin the first case is calibrated on average
+    assert S.calibration_error(np.array([0.9, 0.9, 0.6, 0.4]), bins=1) == pytest.approx(abs(3 - 3.0) / 4)
+    with pytest.raises(ValueError, match="at least one"):
+        S.calibration_error(np.array([]))

@@ -117,13 +117,15 @@ def accuracy_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]],
 
 
 def rung_table(long: pd.DataFrame | Runs, rungs: Sequence[str], T: float) -> pd.DataFrame:
-    """GT test accuracy of each rung with intervals, and the share of test pairs it knows (M ≥ T)."""
+    """GT test accuracy of each rung with intervals, the share of test pairs it knows (M ≥ T) and its expected
+    calibration error (means over seeds): "knows" is only as meaningful as the rung's calibration."""
     runs = _runs(long)
     rows = []
     for rung in rungs:
         (c,) = _stack(_confs(runs, "gt", rung, rung))
         known = float(np.mean([M.known(row, T).mean() for row in c])) if len(c) else float("nan")
-        rows.append({"rung": rung, **accuracy_row(c), "known_share": known})
+        ece = float(np.mean([S.calibration_error(row) for row in c])) if len(c) else float("nan")
+        rows.append({"rung": rung, **accuracy_row(c), "known_share": known, "ece": ece})
     return pd.DataFrame(rows)
 
 
@@ -360,6 +362,14 @@ def family_pairs(pairs: Sequence[tuple[str, str]], family: dict[str, str]) -> di
               "across families (scratch → real)": ("scratch", "real")}
     out = {name: [(w, s) for w, s in pairs if (family[w], family[s]) == kinds] for name, kinds in groups.items()}
     return {name: chosen for name, chosen in out.items() if chosen}
+
+
+def student_pairs(pairs: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Weak → strong pairs grouped by their strong model, in the order the strong models first appear."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for weak, strong in pairs:
+        out.setdefault(strong, []).append((weak, strong))
+    return out
 
 
 def tax_table(long: pd.DataFrame | Runs, pairs: Sequence[tuple[str, str]], objectives: Sequence[str],

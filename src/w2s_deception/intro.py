@@ -17,6 +17,7 @@ from .tables import verdict_css
 ROWS = (
     ("exists", "Weak-to-strong deception exists (§4)"),
     ("families", "… within and across model families"),
+    ("students", "… with each strong model alone"),
     ("gap", "It grows with the capability gap (§4, §5)"),
     ("po", "It exists under preference optimisation: SimPO (§5)"),
     ("dpo", "… and DPO (App. G)"),

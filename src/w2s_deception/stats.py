@@ -79,6 +79,21 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return float(ci.low), float(ci.high)
 
 
+def calibration_error(conf: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of a preference model (top-label ECE): the confidence in the side it picks,
+    max(c, 1 − c), against how often that side is right (c ≥ 0.5, ties right as in Eq. 7), over `bins` equal-width
+    bins of [0.5, 1], weighted by their pairs. Written here: sklearn's `calibration_curve` scores the positive
+    class, not the picked side, and returns no bin counts to weight by."""
+    c = np.asarray(conf, dtype=np.float64).ravel()
+    if c.size == 0:
+        raise ValueError("calibration_error needs at least one confidence")
+    picked, right = np.maximum(c, 1.0 - c), c >= 0.5
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.minimum(np.searchsorted(edges, picked, side="right") - 1, bins - 1)  # an edge opens its bin; 1 is last
+    gap = np.bincount(which, weights=right - picked, minlength=bins)  # per bin: Σ (right − confidence)
+    return float(np.abs(gap).sum() / c.size)
+
+
 def cell_class(outcomes: Sequence[str]) -> str:
     """A testable cell's class from its outcomes against each informed null: above (significantly above every
     one), below (below every one), at chance (differs from none), mixed otherwise."""
