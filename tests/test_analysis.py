@@ -144,8 +144,9 @@ def test_rung_table(long):
     t = A.rung_table(long, ["w", "s"], T).set_index("rung")
     assert t.loc["w", "mean"] == pytest.approx(0.5) and t.loc["w", "known_share"] == pytest.approx(0.25)
     assert t.loc["s", "mean"] == pytest.approx(0.875) and t.loc["s", "known_share"] == pytest.approx(0.875)
-    # ECE per seed, each picked confidence alone in its bin: w seed 0 picked [0.6, 0.9, 0.7, 0.5], right [T, T, F, T]
-    # -> (0.4 + 0.1 + 0.7 + 0.5) / 4; seed 1 picked [0.8, 0.8, 0.6, 0.9], right [F, T, F, F] -> (|1 − 1.6| + 0.6 + 0.9) / 4
+    # ECE per seed: w seed 0 picked [0.6, 0.9, 0.7, 0.5], right [T, T, F, T], each alone in its bin
+    # -> (0.4 + 0.1 + 0.7 + 0.5) / 4; seed 1 picked [0.8, 0.8, 0.6, 0.9], right [F, T, F, F], the 0.8s in one bin
+    # -> (|1 − 1.6| + 0.6 + 0.9) / 4
     assert t.loc["w", "ece"] == pytest.approx((1.7 / 4 + 2.1 / 4) / 2)
 
 
@@ -447,8 +448,8 @@ def test_family_pairs():
 
 
 def test_student_pairs():
-    assert A.student_pairs([("a", "s"), ("b", "g"), ("a", "g"), ("s", "g")]) == {"s": [("a", "s")],
-                                                                               "g": [("b", "g"), ("a", "g"), ("s", "g")]}
+    pairs = [("a", "s"), ("b", "g"), ("a", "g"), ("s", "g")]
+    assert A.student_pairs(pairs) == {"s": [("a", "s")], "g": [("b", "g"), ("a", "g"), ("s", "g")]}
     assert A.student_pairs([]) == {}
 
 

@@ -188,7 +188,8 @@ def test_slopes_by_hand():
 
 
 def test_calibration_error_by_hand():
-    # picked side's confidence [0.9, 0.9, 0.6, 0.6], right [T, T, T, F]: bin 0.9 |2 − 1.8| = 0.2, bin 0.6 |1 − 1.2| = 0.2
+    # picked side's confidence [0.9, 0.9, 0.6, 0.6], right [T, T, T, F]:
+    # bin 0.9 |2 − 1.8| = 0.2, bin 0.6 |1 − 1.2| = 0.2
     assert S.calibration_error(np.array([0.9, 0.9, 0.6, 0.4])) == pytest.approx(0.4 / 4)
     # 0.75 and right three times in four: calibrated
     assert S.calibration_error(np.array([0.75, 0.75, 0.75, 0.25])) == pytest.approx(0.0)
