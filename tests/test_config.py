@@ -129,3 +129,16 @@ def test_frozen_blocks_need_adapters():
         get_config("cpu", po_finetune="lora", frozen_blocks=-1)
     with pytest.raises(ConfigError, match="frozen_blocks"):
         get_config("cpu", po_finetune="lora", frozen_blocks=1.5)
+
+
+def test_reward_model_chapters_take_five_seeds_on_cpu_and_a_parameter_overrides_them():
+    from w2s_deception.config import rm_config
+    from w2s_deception.preference import po_config
+
+    assert rm_config("cpu").seeds == (0, 1, 2, 3, 4)
+    assert po_config("cpu").seeds == (0, 1, 2)  # policies keep the profile's seeds
+    assert rm_config("cpu", seeds=None).seeds == (0, 1, 2, 3, 4)  # a notebook's None is the default
+    assert rm_config("cpu", seeds=[7]).seeds == (7,)
+    assert rm_config("smoke").seeds == get_config("smoke").seeds  # no reward-model seeds of its own
+    # seeds are not part of a run's key: seeds 0–2 of the five are the entries three seeds computed
+    assert rm_config("cpu").training_spec() == get_config("cpu").training_spec()

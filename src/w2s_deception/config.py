@@ -166,6 +166,10 @@ PAPER_RM_RUNGS = PAPER_GPT2 + ("opt-2.7b", "opt-6.7b")
 # ~100× a reward head on cached features, so the cpu profile keeps its three smallest rungs (about
 # 20 CPU-minutes per seed).
 PO_RUNGS = {"cpu": ("pico", "nano", "micro"), "paper": PAPER_RM_RUNGS + ("mistral-7b",)}
+# The reward-model chapters' default seeds, where they differ from the profile's: on the cpu profile a reward
+# model is a head on cached features and costs seconds, so five seeds (SPEC §6 robustness: a class must survive
+# leaving out any one seed) cost the build little; policies keep the profile's three.
+RM_SEEDS = {"cpu": (0, 1, 2, 3, 4)}
 
 # App. O (honesty): 2,000 helpful pairs in the implicit stream, batch size 16
 HONESTY_CHAPTER = {"cpu": {"po_helpful": 2000, "batch_size": 16}, "smoke": {"batch_size": 16},
@@ -451,3 +455,11 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
         defaults.pop("rungs", None)
     values = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
     return Config(profile=profile, **values)
+
+
+def rm_config(profile: str | None = None, **overrides: Any) -> Config:
+    """A reward-model chapter's config: the profile's, with its reward-model seeds (`RM_SEEDS`), `overrides`
+    first."""
+    profile = profile or get_config().profile
+    given = {k: v for k, v in overrides.items() if v is not None}  # a notebook's None means "the default"
+    return get_config(profile, **{"seeds": RM_SEEDS.get(profile), **given})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cache import CacheError, touched
-from .config import ARITHMETIC_CHAPTER, Config, ConfigError, get_config
+from .config import ARITHMETIC_CHAPTER, Config, ConfigError, get_config, rm_config
 from .data import DataError
 
 # The α strengths of the controlled task's α section (the defaults of its notebook's `alphas` parameter)
@@ -79,7 +79,7 @@ def _rm_trainings(profile: str) -> list[Training]:
     from .experiments import HARMLESS, open_cache, run_rm_matrix
     from .features import feature_entry
 
-    cfg = get_config(profile)
+    cfg = rm_config(profile)
     out = _pretrainings(cfg, "reward_modeling")
     if cfg.finetune == "head":  # frozen real models: their features, one split per job, computed first
         for rung in (r for r in cfg.rungs if cfg.rung(r).source != "scratch"):
